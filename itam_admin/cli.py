@@ -1,0 +1,82 @@
+"""The `flask itam ...` commands for operators; they print outcomes, never a secret."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+itam_cli = AppGroup("itam", help="ITAM ServiceNow Connector: exports, workers, sandbox and key rotation.")
+
+
+@itam_cli.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every stored secret with the first key of ITAM_ENCRYPTION_KEYS (all or nothing)."""
+    from itam_admin import current_plugin
+    from itam_admin.crypto import SecretUnreadable
+    from itam_admin.db import db
+    from itam_admin.tenant_settings import rotate_encryption
+
+    try:
+        count = rotate_encryption(current_plugin().crypto)
+    except SecretUnreadable as error:
+        db.session.rollback()
+        raise click.ClickException(f"{error} Nothing was changed.") from None
+    click.echo(f"Re-encrypted {count} stored secret(s) with the first key. Older keys can now be removed.")
+
+
+@itam_cli.command("export")
+@click.argument("tenant")
+@click.option("--full", is_flag=True, help="Send every record, not only what changed.")
+def export_command(tenant: str, full: bool) -> None:
+    """Enqueue an export for a tenant (by its id, the slug in the demo portal)."""
+    from itam_admin.exports.service import ExportNotStarted, start_export
+
+    try:
+        run = start_export(tenant, None, full=full, trigger="manual")
+    except ExportNotStarted as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Export run {run.id} queued for {tenant}{' (full)' if full else ''}.")
+
+
+@itam_cli.command("schedule")
+def schedule_command() -> None:
+    """Show each tenant's next weekly export."""
+    from itam_admin import current_plugin
+    from itam_admin.exports.schedule import next_due_at
+    from itam_admin.tenant_settings import configured_tenants, load_settings
+
+    config = current_plugin().config
+    click.echo(f"Weekly exports: {config.weekly_export} UTC, spread over {config.weekly_window_minutes} minutes.")
+    tenants = configured_tenants()
+    if not tenants:
+        click.echo("No tenant has saved ServiceNow settings yet.")
+    for tenant in tenants:
+        settings = load_settings(tenant)
+        if not settings.export_enabled:
+            click.echo(f"{tenant}: disabled ({settings.export_disabled_reason})")
+            continue
+        due = next_due_at(tenant, settings, config)
+        click.echo(f"{tenant}: next export {due:%a %Y-%m-%d %H:%M:%S} UTC")
+
+
+@itam_cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, one-off runs).")
+@click.option("--no-scheduler", is_flag=True, help="Run only jobs, not the weekly scheduler and run reaper.")
+@click.option("--tick-seconds", default=30.0, show_default=True, help="How often the scheduler looks for due exports.")
+def worker_command(burst: bool, no_scheduler: bool, tick_seconds: float) -> None:
+    """An RQ worker for the plugin's queue, with the weekly scheduler (safe to run on several machines)."""
+    from flask import current_app
+    from rq import Worker
+
+    from itam_admin import current_plugin
+    from itam_admin.exports import jobs
+    from itam_admin.exports.scheduler_loop import start_scheduler_thread
+
+    app = current_app._get_current_object()
+    jobs.set_worker_app(app)
+    plugin = current_plugin()
+    if not no_scheduler:
+        start_scheduler_thread(app, tick_seconds)
+    worker = Worker([jobs.queue()], connection=plugin.redis)
+    click.echo(f"Worker {worker.name} listening on {jobs.QUEUE_NAME}{' with the scheduler' if not no_scheduler else ''}.")
+    worker.work(burst=burst, with_scheduler=False, logging_level="INFO")

@@ -1,0 +1,81 @@
+"""Builds a tenant's ServiceNow client from its stored settings and the operator's configuration.
+
+The one place where decrypted secrets meet the client; it never logs them or passes them anywhere else.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask, current_app
+
+from itam_admin import current_plugin
+from itam_admin.servicenow.client import ServiceNowClient
+from itam_admin.servicenow.oauth import Credentials, TokenManager, choose_client
+from itam_admin.tenant_settings import Secrets, ServiceNowSettings, load_secrets, load_settings, replace_token
+
+_managers: dict[int, TokenManager] = {}
+_managers_guard = threading.Lock()
+
+
+def _save_rotated_token(app: Flask):
+    def save(tenant_id: str, new_token: str) -> None:
+        # May be called from an exporter thread: give it its own app context and session.
+        with app.app_context():
+            replace_token(tenant_id, new_token, current_plugin().crypto)
+
+    return save
+
+
+def token_manager(use_redis: bool = True) -> TokenManager:
+    """The app's shared TokenManager (Redis-backed, so workers share tokens and refresh one at a time)."""
+    app = current_app._get_current_object()
+    plugin = current_plugin()
+    key = id(app) * 2 + int(use_redis)
+    with _managers_guard:
+        if key not in _managers:
+            _managers[key] = TokenManager(
+                plugin.redis if use_redis else None,
+                plugin.crypto,
+                timeout=plugin.config.request_timeout,
+                allow_insecure=plugin.config.allow_insecure,
+                on_refresh_token_rotated=_save_rotated_token(app),
+            )
+        return _managers[key]
+
+
+def credentials(settings: ServiceNowSettings, secrets: Secrets) -> Credentials:
+    config = current_plugin().config
+    client_id, client_secret, custom = choose_client(
+        secrets.client_id,
+        secrets.client_secret,
+        settings.use_custom_credentials,
+        config.default_client_id,
+        config.default_client_secret,
+    )
+    return Credentials(
+        instance_url=settings.instance_url,
+        username=settings.username,
+        refresh_token=secrets.token,
+        client_id=client_id,
+        client_secret=client_secret,
+        custom=custom,
+    )
+
+
+def client_for(
+    tenant_id: str, creds: Credentials | None = None, tokens: TokenManager | None = None
+) -> ServiceNowClient:
+    """A client for the tenant's stored settings (or the given credentials, for Test connection)."""
+    config = current_plugin().config
+    if creds is None:
+        creds = credentials(load_settings(tenant_id), load_secrets(tenant_id, current_plugin().crypto))
+    return ServiceNowClient(
+        tenant_id,
+        creds,
+        tokens or token_manager(),
+        timeout=config.request_timeout,
+        allow_insecure=config.allow_insecure,
+        max_retries=config.max_retries,
+        max_wait_seconds=config.max_wait_seconds,
+    )

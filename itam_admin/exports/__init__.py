@@ -1,0 +1,1 @@
+"""Exports to ServiceNow: what a run sends and how (record maps, runner, jobs, schedule)."""

@@ -1,0 +1,160 @@
+"""Export runs, their per-data-type counts and failed batches, and what was last sent (for differential exports).
+
+Nothing here holds a secret: runs carry ids, counts and the classified messages made for tenant admins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from itam_admin.db import db, utcnow
+
+QUEUED, RUNNING = "queued", "running"
+SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, SKIPPED = "succeeded", "partially_succeeded", "failed", "skipped"
+ACTIVE_STATUSES = (QUEUED, RUNNING)
+FINISHED_STATUSES = (SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, SKIPPED)
+MANUAL, WEEKLY = "manual", "weekly"
+
+
+class ExportRun(db.Model):
+    """One export run of one tenant: who or what started it, how it went, and why."""
+
+    __tablename__ = "itam_export_run"
+    __table_args__ = (
+        Index("ix_itam_export_run_tenant_status", "tenant_id", "status"),
+        # At most one queued or running run per tenant, whatever clicks, schedulers or workers race.
+        Index(
+            "uq_itam_export_run_one_active",
+            "tenant_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    triggered_by_id: Mapped[str | None] = mapped_column(String(128))
+    triggered_by_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(24), default=QUEUED)
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    instance_url: Mapped[str] = mapped_column(String(300), default="")
+    data_types_requested: Mapped[list] = mapped_column(JSON, default=list)
+    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(40))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    week: Mapped[str | None] = mapped_column(String(16))
+
+    data_types: Mapped[list[ExportRunDataType]] = relationship(
+        back_populates="run", order_by="ExportRunDataType.position", cascade="all, delete-orphan"
+    )
+    failed_batches: Mapped[list[ExportBatchFailure]] = relationship(
+        back_populates="run", order_by="ExportBatchFailure.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class ExportRunDataType(db.Model):
+    """Counts of one data type within a run, ours and (when read back) ServiceNow's."""
+
+    __tablename__ = "itam_export_run_data_type"
+    __table_args__ = (UniqueConstraint("run_id", "data_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("itam_export_run.id", ondelete="CASCADE"), index=True)
+    data_type: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    retired: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    import_set_ids: Mapped[list] = mapped_column(JSON, default=list)
+    sn_inserts: Mapped[int | None] = mapped_column(Integer)
+    sn_updates: Mapped[int | None] = mapped_column(Integer)
+    sn_ignored: Mapped[int | None] = mapped_column(Integer)
+    sn_skipped: Mapped[int | None] = mapped_column(Integer)
+    sn_errors: Mapped[int | None] = mapped_column(Integer)
+
+    run: Mapped[ExportRun] = relationship(back_populates="data_types")
+
+
+class ExportBatchFailure(db.Model):
+    """A batch that ServiceNow did not accept after retries: its message and the records, for the CSV."""
+
+    __tablename__ = "itam_export_batch_failure"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("itam_export_run.id", ondelete="CASCADE"), index=True)
+    data_type: Mapped[str] = mapped_column(String(40))
+    batch_number: Mapped[int] = mapped_column(Integer)
+    record_count: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    records_json: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    run: Mapped[ExportRun] = relationship(back_populates="failed_batches")
+
+
+class SentRecord(db.Model):
+    """What ServiceNow last accepted for one record of one tenant, instance and data type (differential exports)."""
+
+    __tablename__ = "itam_sent_record"
+    __table_args__ = (UniqueConstraint("tenant_id", "instance_key", "data_type", "source_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    instance_key: Mapped[str] = mapped_column(String(64))
+    data_type: Mapped[str] = mapped_column(String(40))
+    # Code-point collation on PostgreSQL, so the unique index serves the planner's ordered range reads.
+    source_id: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
+    content_hash: Mapped[str] = mapped_column(String(32))
+
+
+class WeeklySlot(db.Model):
+    """One tenant's weekly export of one ISO week: the unique row that makes it run at most once."""
+
+    __tablename__ = "itam_weekly_slot"
+    __table_args__ = (UniqueConstraint("tenant_id", "week"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    week: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(24))

@@ -1,0 +1,141 @@
+"""What an export sends: the differential plan (new, changed, retired, unchanged) of one data type, and Preview.
+
+It merges the inventory source with what ServiceNow last accepted, chunk by chunk, so memory stays flat whatever
+the number of records; it never sends anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+from sqlalchemy import select
+
+from itam_admin.db import db
+from itam_admin.exports.models import SentRecord
+from itam_admin.exports.records import DATA_TYPES, retirement_record
+from itam_admin.inventory.source import InventorySource, SqlInventorySource
+
+NEW, CHANGED, RETIRED, UNCHANGED = "new", "changed", "retired", "unchanged"
+CHUNK = 2000
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Planned:
+    action: str
+    source_id: str
+    encoded: bytes  # the record exactly as sent (JSON); empty for unchanged records
+    content_hash: str
+
+
+def instance_key(instance_url: str) -> str:
+    return hashlib.sha256(instance_url.encode()).hexdigest()[:32]
+
+
+def encode(record: dict[str, str]) -> bytes:
+    return _encoder.encode(record).encode()
+
+
+def content_hash(encoded: bytes) -> str:
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+
+
+def _source_id_column():
+    column = SentRecord.source_id
+    if db.engine.dialect.name == "postgresql":
+        return column.collate("C")
+    return column
+
+
+def _sent_between(tenant_id: str, key: str, data_type: str, low: str | None, high: str | None) -> dict[str, str]:
+    """Hashes of sent records with low < source_id <= high (None: unbounded), in code-point order."""
+    column = _source_id_column()
+    query = select(SentRecord.source_id, SentRecord.content_hash).where(
+        SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type
+    )
+    if low is not None:
+        query = query.where(column > low)
+    if high is not None:
+        query = query.where(column <= high)
+    return dict(db.session.execute(query.order_by(column)).all())
+
+
+def _sent_after(tenant_id: str, key: str, data_type: str, low: str | None) -> Iterator[str]:
+    """Source ids sent after `low`, read in chunks (the tail of the retirements)."""
+    column = _source_id_column()
+    while True:
+        query = (
+            select(SentRecord.source_id)
+            .where(SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type)
+            .order_by(column)
+            .limit(CHUNK)
+        )
+        if low is not None:
+            query = query.where(column > low)
+        ids = list(db.session.scalars(query))
+        yield from ids
+        if len(ids) < CHUNK:
+            return
+        low = ids[-1]
+
+
+def plan(
+    tenant_id: str, instance_url: str, data_type: str, source: InventorySource, full: bool = False
+) -> Iterator[Planned]:
+    """Every record of the data type with what to do with it, in source-id order, followed by retirements."""
+    key = instance_key(instance_url)
+    records = source.iter_records(tenant_id, data_type)
+    low: str | None = None
+    while chunk := list(islice(records, CHUNK)):
+        high = chunk[-1]["u_source_id"]
+        sent = _sent_between(tenant_id, key, data_type, low, high)
+        for record in chunk:
+            source_id = record["u_source_id"]
+            encoded = encode(record)
+            digest = content_hash(encoded)
+            previous = sent.pop(source_id, None)
+            if previous is None:
+                yield Planned(NEW, source_id, encoded, digest)
+            elif previous != digest or full:
+                yield Planned(CHANGED, source_id, encoded, digest)
+            else:
+                yield Planned(UNCHANGED, source_id, b"", digest)
+        for source_id in sent:  # sent before, no longer in ITAM
+            yield _retirement(data_type, source_id)
+        low = high
+    for source_id in _sent_after(tenant_id, key, data_type, low):
+        yield _retirement(data_type, source_id)
+
+
+def _retirement(data_type: str, source_id: str) -> Planned:
+    encoded = encode(retirement_record(data_type, source_id))
+    return Planned(RETIRED, source_id, encoded, "")
+
+
+def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 3, source=None) -> list[dict]:
+    """Per chosen data type: counts of new, changed, retired and unchanged records and a few sample records
+    exactly as ServiceNow would receive them. Nothing is sent."""
+    source = source or SqlInventorySource()
+    result = []
+    for data_type in DATA_TYPES:
+        if data_type not in settings.export_data_types:
+            continue
+        counts = {NEW: 0, CHANGED: 0, RETIRED: 0, UNCHANGED: 0}
+        examples: list[dict] = []
+        for planned in plan(tenant_id, settings.instance_url, data_type, source, full):
+            counts[planned.action] += 1
+            if planned.action != UNCHANGED and len(examples) < samples:
+                examples.append(
+                    {
+                        "action": planned.action,
+                        "json": json.dumps(json.loads(planned.encoded), indent=2, ensure_ascii=False),
+                    }
+                )
+        result.append({"data_type": data_type, "counts": counts, "samples": examples})
+    return result
+
+

@@ -1,0 +1,387 @@
+"""Runs one export run: streams each chosen data type's plan, batches it, posts batches to the Import Set API with
+several requests in flight, and records progress and outcome on the run.
+
+Only the main thread touches the database; sender threads only talk to ServiceNow. Any fault ends in a recorded
+outcome (never a run left `running`), and what ServiceNow accepted is remembered even when the run fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select, update
+
+from itam_admin import current_plugin
+from itam_admin.db import db, utcnow
+from itam_admin.exports import planner
+from itam_admin.exports.models import (
+    FAILED,
+    PARTIALLY_SUCCEEDED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    ExportBatchFailure,
+    ExportRun,
+    ExportRunDataType,
+    SentRecord,
+)
+from itam_admin.exports.records import DATA_TYPES, LABELS, STAGING_TABLES
+from itam_admin.inventory.source import InventorySource, SqlInventorySource
+from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
+
+log = logging.getLogger("itam_admin.exports")
+PROGRESS_EVERY_SECONDS = 1.0
+READ_BACK_IMPORT_SETS = 200  # per data type; enough for the counts of a weekly differential export
+
+
+class RunStopped(Exception):
+    """A fault that ends the whole run (token refused, host unknown, TLS, 403...)."""
+
+    def __init__(self, error: ServiceNowError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class Batch:
+    data_type: str
+    number: int
+    items: list[planner.Planned] = field(default_factory=list)
+    size: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    batch: Batch
+    accepted: list[planner.Planned] = field(default_factory=list)
+    import_set_ids: list[str] = field(default_factory=list)
+    failed: list[tuple[list[planner.Planned], ServiceNowError]] = field(default_factory=list)
+
+
+def body_of(items: list[planner.Planned]) -> bytes:
+    return b'{"records":[' + b",".join(item.encoded for item in items) + b"]}"
+
+
+def send_batch(client, staging_table: str, batch: Batch) -> BatchOutcome:
+    """Post a batch; a 413 splits it in halves (down to single records). Runs in a sender thread."""
+    outcome = BatchOutcome(batch)
+    pending = [batch.items]
+    while pending:
+        items = pending.pop()
+        try:
+            ids = client.insert_multiple(staging_table, body_of(items))
+        except ServiceNowError as error:
+            if error.stops_run:
+                raise RunStopped(error) from None
+            if error.kind == ErrorKind.PAYLOAD_TOO_LARGE and len(items) > 1:
+                half = len(items) // 2
+                pending.extend([items[half:], items[:half]])
+                continue
+            outcome.failed.append((items, error))
+            continue
+        outcome.accepted.extend(items)
+        outcome.import_set_ids.append(ids.import_set_id)
+    return outcome
+
+
+def claim(run_id: int) -> ExportRun | None:
+    """Move a queued run to running; None when another worker has it or it is not queued any more."""
+    now = utcnow()
+    result = db.session.execute(
+        update(ExportRun)
+        .where(ExportRun.id == run_id, ExportRun.status == QUEUED)
+        .values(status=RUNNING, started_at=now, heartbeat_at=now)
+    )
+    db.session.commit()
+    if result.rowcount != 1:
+        return None
+    return db.session.get(ExportRun, run_id)
+
+
+def finish(run: ExportRun, status: str, message: str | None, kind: str | None = None) -> None:
+    run.status, run.message, run.error_kind, run.finished_at = status, message, kind, utcnow()
+    db.session.commit()
+
+
+def mark_interrupted(run_id: int, reason: str = "the worker stopped") -> bool:
+    """End a run whose worker died: failed, 'interrupted'. The next export sends what it did not."""
+    db.session.rollback()
+    result = db.session.execute(
+        update(ExportRun)
+        .where(ExportRun.id == run_id, ExportRun.status.in_((QUEUED, RUNNING)))
+        .values(
+            status=FAILED,
+            finished_at=utcnow(),
+            error_kind="interrupted",
+            message=(
+                f"The export was interrupted ({reason}) before it finished. Records that ServiceNow had accepted are "
+                "remembered; start the export again to send the rest."
+            ),
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+class Exporter:
+    """One run's sending loop; see the module docstring."""
+
+    def __init__(self, run: ExportRun, client, source: InventorySource, config) -> None:
+        self.run = run
+        self.client = client
+        self.source = source
+        self.config = config
+        self.counts = {dt.data_type: dt for dt in run.data_types}
+        self.last_progress = 0.0
+        self.batch_number = 0
+
+    def export(self) -> None:
+        for data_type in DATA_TYPES:
+            if data_type in self.counts:
+                self.export_data_type(data_type)
+
+    def export_data_type(self, data_type: str) -> None:
+        counts = self.counts[data_type]
+        counts.total = self.source.count(self.run.tenant_id, data_type)
+        self.save_progress(force=True)
+        staging_table = STAGING_TABLES[data_type]
+        in_flight = self.config.requests_in_flight
+        pending: set[Future] = set()
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="itam-send") as pool:
+            try:
+                for batch in self.batches(data_type):
+                    while len(pending) >= in_flight:
+                        pending = self.collect(pending)
+                    pending.add(pool.submit(send_batch, self.client, staging_table, batch))
+                while pending:
+                    pending = self.collect(pending)
+            except RunStopped:
+                for future in pending:
+                    future.cancel()
+                self.drain(pending)
+                raise
+        self.save_progress(force=True)
+
+    def batches(self, data_type: str):
+        """Group what the plan says to send into batches of at most batch_size records and max_batch_bytes."""
+        counts = self.counts[data_type]
+        limit_records, limit_bytes = self.config.batch_size, self.config.max_batch_bytes
+        batch = Batch(data_type, self.next_batch_number())
+        retirements_seen = 0
+        for planned in planner.plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full):
+            action = planned.action
+            if action == planner.UNCHANGED:
+                counts.unchanged += 1
+                self.save_progress()
+                continue
+            if action == planner.RETIRED:
+                retirements_seen += 1
+                counts.total = max(counts.total, 0) + 1
+            if batch.items and (
+                len(batch.items) >= limit_records or batch.size + len(planned.encoded) + 1 > limit_bytes
+            ):
+                yield batch
+                batch = Batch(data_type, self.next_batch_number())
+            batch.items.append(planned)
+            batch.size += len(planned.encoded) + 1
+        if batch.items:
+            yield batch
+
+    def next_batch_number(self) -> int:
+        self.batch_number += 1
+        return self.batch_number
+
+    def collect(self, pending: set[Future]) -> set[Future]:
+        done, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.record(future.result())  # RunStopped propagates from here
+        self.save_progress(force=not done)
+        return pending
+
+    def drain(self, pending: set[Future]) -> None:
+        """After a stop: wait for batches already on the wire and remember what ServiceNow accepted."""
+        for future in pending:
+            if future.cancelled():
+                continue
+            try:
+                self.record(future.result())
+            except RunStopped:
+                pass
+        self.save_progress(force=True)
+
+    def record(self, outcome: BatchOutcome) -> None:
+        counts = self.counts[outcome.batch.data_type]
+        if outcome.accepted:
+            self.remember(outcome.batch.data_type, outcome.accepted)
+            counts.sent += len(outcome.accepted)
+            for item in outcome.accepted:
+                if item.action == planner.NEW:
+                    counts.new += 1
+                elif item.action == planner.CHANGED:
+                    counts.changed += 1
+                else:
+                    counts.retired += 1
+            counts.import_set_ids = (counts.import_set_ids or []) + outcome.import_set_ids
+        for items, error in outcome.failed:
+            counts.failed += len(items)
+            db.session.add(
+                ExportBatchFailure(
+                    run_id=self.run.id,
+                    data_type=outcome.batch.data_type,
+                    batch_number=outcome.batch.number,
+                    record_count=len(items),
+                    status_code=error.status,
+                    error_kind=str(error.kind),
+                    message=error.message,
+                    detail=error.detail,
+                    records_json=body_of(items).decode(),
+                )
+            )
+
+    def remember(self, data_type: str, accepted: list[planner.Planned]) -> None:
+        """Advance the differential state for records ServiceNow accepted (only these: nothing is lost)."""
+        key = planner.instance_key(self.run.instance_url)
+        tenant = self.run.tenant_id
+        retired = [item.source_id for item in accepted if item.action == planner.RETIRED]
+        current = [item for item in accepted if item.action != planner.RETIRED]
+        if retired:
+            db.session.execute(
+                delete(SentRecord).where(
+                    SentRecord.tenant_id == tenant,
+                    SentRecord.instance_key == key,
+                    SentRecord.data_type == data_type,
+                    SentRecord.source_id.in_(retired),
+                )
+            )
+        if current:
+            upsert_sent(tenant, key, data_type, [(item.source_id, item.content_hash) for item in current])
+
+    def save_progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_progress = now
+        self.run.heartbeat_at = utcnow()
+        db.session.commit()
+
+    def read_back(self) -> None:
+        """ServiceNow-side counts of the import sets, where the instance answers; never fails the run."""
+        for counts in self.counts.values():
+            ids = (counts.import_set_ids or [])[:READ_BACK_IMPORT_SETS]
+            if not ids:
+                continue
+            try:
+                runs = self.client.import_set_runs(ids)
+            except ServiceNowError as error:
+                log.info("could not read import set results from %s: %s", self.client.host, error.kind)
+                continue
+            if not runs:
+                continue
+            counts.sn_inserts = sum(r.inserts for r in runs.values())
+            counts.sn_updates = sum(r.updates for r in runs.values())
+            counts.sn_ignored = sum(r.ignored for r in runs.values())
+            counts.sn_skipped = sum(r.skipped for r in runs.values())
+            counts.sn_errors = sum(r.errors for r in runs.values())
+        db.session.commit()
+
+
+def upsert_sent(tenant: str, key: str, data_type: str, rows: list[tuple[str, str]]) -> None:
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(SentRecord)
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", "instance_key", "data_type", "source_id"],
+        set_={"content_hash": statement.excluded.content_hash},
+    )
+    db.session.execute(
+        statement,
+        [
+            {"tenant_id": tenant, "instance_key": key, "data_type": data_type, "source_id": sid, "content_hash": h}
+            for sid, h in rows
+        ],
+    )
+
+
+def outcome_of(run: ExportRun) -> tuple[str, str]:
+    sent = sum(dt.sent for dt in run.data_types)
+    failed = sum(dt.failed for dt in run.data_types)
+    parts = [f"{LABELS[dt.data_type]}: {dt.sent} sent, {dt.failed} failed" for dt in run.data_types]
+    summary = "; ".join(parts) + "."
+    if failed == 0:
+        if sent == 0:
+            return SUCCEEDED, "Nothing to send: ServiceNow already has every record as it is in IT Asset Management."
+        return SUCCEEDED, f"All records were accepted by ServiceNow at {run.instance_url}. {summary}"
+    if sent == 0:
+        return FAILED, f"ServiceNow at {run.instance_url} accepted none of the batches. {summary} {_failure_hint(run)}"
+    return (
+        PARTIALLY_SUCCEEDED,
+        f"Some batches were not accepted by ServiceNow at {run.instance_url}. {summary} {_failure_hint(run)}",
+    )
+
+
+def _failure_hint(run: ExportRun) -> str:
+    first = run.failed_batches[0] if run.failed_batches else None
+    if first is None:
+        return ""
+    return f"First failure: {first.message} See the export history for every failed batch and its records."
+
+
+def execute_run(run_id: int, source: InventorySource | None = None, client=None) -> str:
+    """Run a queued export run to its end and return its status; every outcome is recorded on the run."""
+    from itam_admin.connection import client_for
+
+    run = claim(run_id)
+    if run is None:
+        return "not claimed"
+    plugin = current_plugin()
+    try:
+        client = client or client_for(run.tenant_id)
+        if client.creds.instance_url != run.instance_url:
+            run.instance_url = client.creds.instance_url
+        exporter = Exporter(run, client, source or SqlInventorySource(), plugin.config)
+        exporter.export()
+        exporter.read_back()
+        status, message = outcome_of(run)
+        finish(run, status, message)
+    except RunStopped as stopped:
+        db.session.rollback()
+        run = db.session.get(ExportRun, run_id)
+        finish(run, FAILED, stopped.error.message, str(stopped.error.kind))
+    except ServiceNowError as error:
+        db.session.rollback()
+        run = db.session.get(ExportRun, run_id)
+        finish(run, FAILED, error.message, str(error.kind))
+    except Exception:
+        log.exception("export run %s failed unexpectedly", run_id)
+        db.session.rollback()
+        run = db.session.get(ExportRun, run_id)
+        finish(
+            run,
+            FAILED,
+            "The export stopped because of an internal error in the portal. Records that ServiceNow had accepted are "
+            "remembered; try again, and if it happens again contact the portal operator.",
+            "internal",
+        )
+    finally:
+        if client is not None:
+            client.close()
+    return run.status
+
+
+def reap_stale_runs(stale_after_seconds: int) -> int:
+    """Mark running runs whose heartbeat stopped (worker killed, machine lost) as interrupted."""
+    from datetime import timedelta
+
+    limit = utcnow() - timedelta(seconds=stale_after_seconds)
+    stale = db.session.scalars(
+        select(ExportRun.id).where(ExportRun.status == RUNNING, ExportRun.heartbeat_at < limit)
+    ).all()
+    return sum(1 for run_id in stale if mark_interrupted(run_id, "no sign of life from its worker"))
+
+
+__all__ = ["ExportRunDataType", "execute_run", "mark_interrupted", "reap_stale_runs"]

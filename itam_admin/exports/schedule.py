@@ -1,0 +1,124 @@
+"""The weekly export: when each tenant's is due, and the scheduler tick that starts it exactly once per week.
+
+Tenants are spread over a window after the configured time (the same slot every week); a unique row per tenant and
+ISO week makes several schedulers safe, and only the latest missed week is ever caught up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from itam_admin.config import Config
+from itam_admin.db import db, utcnow
+from itam_admin.exports.models import SKIPPED, WEEKLY, ExportRun, WeeklySlot
+from itam_admin.tenant_settings import ServiceNowSettings, configured_tenants, load_settings
+
+log = logging.getLogger("itam_admin.schedule")
+
+
+def slot_offset(tenant_id: str, window_minutes: int) -> timedelta:
+    """A stable offset in [0, window) for a tenant, so tenants spread out and keep their slot every week."""
+    digest = int.from_bytes(hashlib.sha256(tenant_id.encode()).digest()[:8], "big")
+    return timedelta(seconds=digest % max(window_minutes * 60, 1))
+
+
+def due_in_week(tenant_id: str, monday: datetime, config: Config) -> datetime:
+    when = config.weekly_export
+    base = monday.replace(hour=when.hour, minute=when.minute, second=0, microsecond=0) + timedelta(days=when.weekday)
+    return base + slot_offset(tenant_id, config.weekly_window_minutes)
+
+
+def _monday(moment: datetime) -> datetime:
+    return (moment - timedelta(days=moment.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def week_key(due: datetime) -> str:
+    year, week, _ = due.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def latest_due(tenant_id: str, settings: ServiceNowSettings, config: Config, now: datetime) -> datetime | None:
+    """The most recent due time at or before now that comes after the settings were first saved."""
+    start = settings.configured_at or settings.saved_at
+    if start is None:
+        return None
+    monday = _monday(now)
+    for weeks_back in range(0, 2):
+        due = due_in_week(tenant_id, monday - timedelta(weeks=weeks_back), config)
+        if due <= now:
+            return due if due > start else None
+    return None
+
+
+def next_due_at(tenant_id: str, settings: ServiceNowSettings, config: Config, now: datetime | None = None):
+    """When the tenant's next weekly export is due (the page and `flask itam schedule` show it)."""
+    now = now or utcnow()
+    start = max(settings.configured_at or settings.saved_at or now, now)
+    monday = _monday(start)
+    for weeks_ahead in range(0, 3):
+        due = due_in_week(tenant_id, monday + timedelta(weeks=weeks_ahead), config)
+        if due > start:
+            return due
+    return None
+
+
+def scheduler_tick(config: Config, now: datetime | None = None) -> list[str]:
+    """Start every weekly export that is due and not yet claimed for its week; returns what it did, per tenant."""
+    from itam_admin.exports import service
+    from itam_admin.exports.jobs import QueueUnavailable, enqueue_run
+
+    now = now or utcnow()
+    done: list[str] = []
+    for tenant_id in configured_tenants():
+        settings = load_settings(tenant_id)
+        due = latest_due(tenant_id, settings, config, now)
+        if due is None:
+            continue
+        week = week_key(due)
+        if db.session.scalar(select(WeeklySlot.id).where(WeeklySlot.tenant_id == tenant_id, WeeklySlot.week == week)):
+            continue
+        slot = WeeklySlot(tenant_id=tenant_id, week=week, due_at=due, claimed_at=now)
+        db.session.add(slot)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()  # another scheduler claimed this week first
+            continue
+        try:
+            run = service.create_run(tenant_id, WEEKLY, None, full=False, week=week)
+        except service.ExportNotStarted as reason:
+            run = record_skipped(tenant_id, week, str(reason), now)
+            slot.outcome = SKIPPED
+        else:
+            try:
+                enqueue_run(run)
+                slot.outcome = "queued"
+            except QueueUnavailable as error:
+                run.status, run.finished_at, run.message = "failed", utcnow(), str(error)
+                slot.outcome = "failed"
+        slot.run_id = run.id
+        db.session.commit()
+        log.info("weekly export of %s for %s: %s", tenant_id, week, slot.outcome)
+        done.append(f"{tenant_id}: {slot.outcome}")
+    return done
+
+
+def record_skipped(tenant_id: str, week: str, reason: str, now: datetime) -> ExportRun:
+    run = ExportRun(
+        tenant_id=tenant_id,
+        trigger=WEEKLY,
+        status=SKIPPED,
+        week=week,
+        queued_at=now,
+        finished_at=now,
+        message=f"The weekly export did not run: {reason}",
+        data_types_requested=[],
+    )
+    db.session.add(run)
+    db.session.commit()
+    return run

@@ -1,0 +1,186 @@
+"""Request handlers of the Integrations tab; they call the domain modules and never talk to ServiceNow directly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+
+from itam_admin import current_plugin
+from itam_admin.db import utcnow
+from itam_admin.identity import Identity
+from itam_admin.integrations.access import manager_required, visible_to
+from itam_admin.exports import service
+from itam_admin.exports.records import LABELS as DATA_TYPE_LABELS
+from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
+from itam_admin.tenant_settings import ServiceNowSettings, load_settings, save_settings
+
+OUTCOME_LABELS = {
+    "succeeded": "Succeeded",
+    "partially_succeeded": "Partially succeeded",
+    "failed": "Failed",
+    "skipped": "Skipped",
+    "queued": "Queued",
+    "running": "Running",
+}
+TOKEN_LIFETIME_DAYS = 100
+TOKEN_WARN_AFTER_DAYS = 80
+
+
+def settings_tabs() -> list[dict]:
+    """The plugin's tabs for the host's Settings > General page, as the current user may see them."""
+    plugin = current_plugin()
+    if not visible_to(plugin.current_identity()):
+        return []
+    return [
+        {
+            "id": "integrations",
+            "label": "Integrations",
+            "url": url_for("itam_integrations.integrations"),
+        }
+    ]
+
+
+def _form_options() -> dict:
+    config = current_plugin().config
+    return {"allowed_hosts": config.allowed_hosts, "allow_insecure": config.allow_insecure}
+
+
+def token_age(settings: ServiceNowSettings) -> dict | None:
+    if settings.token_saved_at is None:
+        return None
+    age = utcnow() - settings.token_saved_at
+    expires = settings.token_saved_at + timedelta(days=TOKEN_LIFETIME_DAYS)
+    return {
+        "saved_at": settings.token_saved_at,
+        "days": age.days,
+        "expires_at": expires,
+        "warn": age >= timedelta(days=TOKEN_WARN_AFTER_DAYS),
+        "expired": utcnow() >= expires,
+    }
+
+
+def render_page(identity: Identity, settings: ServiceNowSettings, form: ServiceNowSettingsForm, status: int = 200, **extra):
+    context = {
+        "layout_template": current_plugin().layout_template,
+        "export_form": ExportForm(),
+        "current_run": service.active_run(identity.tenant_id),
+        "last_run": service.last_completed_run(identity.tenant_id),
+        "next_scheduled_at": next_weekly_export(identity.tenant_id, settings),
+        "data_type_labels": DATA_TYPE_LABELS,
+        "outcome_labels": OUTCOME_LABELS,
+        "identity": identity,
+        "settings": settings,
+        "form": form,
+        "token_age": token_age(settings),
+        "active_tab": "integrations",
+        "open_section": True,
+    }
+    context.update(extra)
+    return render_template("itam_admin/integrations.html", **context), status
+
+
+@manager_required
+def integrations_page(identity: Identity):
+    settings = load_settings(identity.tenant_id)
+    form = ServiceNowSettingsForm.for_settings(settings, **_form_options())
+    return render_page(identity, settings, form, open_section=bool(request.args.get("open")) or True)
+
+
+@manager_required
+def save_servicenow(identity: Identity):
+    settings = load_settings(identity.tenant_id)
+    form = ServiceNowSettingsForm(stored=settings, **_form_options())
+    if not form.validate_on_submit():
+        return render_page(identity, settings, form, status=400, save_failed=True)
+    save_settings(identity.tenant_id, form.change(), identity, current_plugin().crypto)
+    flash("ServiceNow settings saved.", "success")
+    return redirect(url_for("itam_integrations.integrations"))
+
+
+def next_weekly_export(tenant_id: str, settings: ServiceNowSettings):
+    if not settings.export_enabled:
+        return None
+    from itam_admin.exports.schedule import next_due_at
+
+    return next_due_at(tenant_id, settings, current_plugin().config)
+
+
+@manager_required
+def start_export(identity: Identity):
+    form = ExportForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        service.start_export(identity.tenant_id, identity, full=bool(form.full.data))
+    except service.ExportNotStarted as error:
+        flash(str(error), "error")
+    else:
+        flash("Export queued. Progress shows below.", "success")
+    return redirect(url_for("itam_integrations.integrations") + "#export-section")
+
+
+@manager_required
+def status(identity: Identity):
+    settings = load_settings(identity.tenant_id)
+    next_at = next_weekly_export(identity.tenant_id, settings)
+    return jsonify(
+        {
+            "export_enabled": settings.export_enabled,
+            "export_disabled_reason": settings.export_disabled_reason,
+            "current": service.run_as_json(service.active_run(identity.tenant_id)),
+            "last_completed": service.run_as_json(service.last_completed_run(identity.tenant_id)),
+            "next_scheduled_at": next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+        }
+    )
+
+
+def _page(identity: Identity, template: str, **context):
+    return render_template(
+        template,
+        layout_template=current_plugin().layout_template,
+        identity=identity,
+        active_tab="integrations",
+        data_type_labels=DATA_TYPE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
+        **context,
+    )
+
+
+@manager_required
+def history(identity: Identity):
+    return _page(identity, "itam_admin/history.html", runs=service.recent_runs(identity.tenant_id, limit=50))
+
+
+@manager_required
+def run_detail(identity: Identity, run_id: int):
+    run = service.tenant_run(identity.tenant_id, run_id)
+    if run is None:
+        abort(404)
+    return _page(identity, "itam_admin/run.html", last_run=run, run=run)
+
+
+@manager_required
+def failed_records_csv(identity: Identity, run_id: int):
+    run = service.tenant_run(identity.tenant_id, run_id)
+    if run is None:
+        abort(404)
+    from itam_admin.exports.failures import failed_records_csv_lines
+
+    return Response(
+        failed_records_csv_lines(run),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename=export-run-{run.id}-failed-records.csv"},
+    )
+
+
+@manager_required
+def preview(identity: Identity):
+    settings = load_settings(identity.tenant_id)
+    if not settings.export_enabled:
+        flash(settings.export_disabled_reason, "error")
+        return redirect(url_for("itam_integrations.integrations"))
+    from itam_admin.exports.planner import preview_export
+
+    full = request.args.get("full") == "1"
+    return _page(identity, "itam_admin/preview.html", preview=preview_export(identity.tenant_id, settings, full=full), full=full)

@@ -1,0 +1,18 @@
+"""Imports every model of the plugin so that the metadata (and Alembic) sees the whole schema."""
+
+from itam_admin.exports.models import ExportBatchFailure, ExportRun, ExportRunDataType, SentRecord, WeeklySlot
+from itam_admin.inventory.models import Computer, Contract, InstalledApplication
+from itam_admin.tenant_settings import ComplianceTenantSetting, SettingAudit
+
+__all__ = [
+    "ComplianceTenantSetting",
+    "Computer",
+    "Contract",
+    "ExportBatchFailure",
+    "ExportRun",
+    "ExportRunDataType",
+    "InstalledApplication",
+    "SentRecord",
+    "SettingAudit",
+    "WeeklySlot",
+]

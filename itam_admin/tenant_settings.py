@@ -1,0 +1,279 @@
+"""A tenant's ServiceNow settings in the ComplianceTenantSetting table, and their audit trail.
+
+Secrets (Token, Client ID, Client Secret) are stored encrypted and only decrypted by `load_secrets`;
+nothing here logs them or writes them to the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from itam_admin.crypto import Crypto
+from itam_admin.db import db, utcnow
+from itam_admin.identity import Identity
+
+DATA_TYPE_CHOICES = (
+    ("hardware_inventory", "Hardware inventory"),
+    ("installed_applications", "Installed applications"),
+    ("contracts", "Contracts"),
+)
+DATA_TYPE_NAMES = tuple(value for value, _ in DATA_TYPE_CHOICES)
+
+INSTANCE_URL = "InstanceUrl"
+USER_NAME = "UserName"
+TOKEN = "Token"
+USE_CUSTOM_CREDENTIALS = "UseCustomCredentials"
+CLIENT_ID = "ClientId"
+CLIENT_SECRET = "ClientSecret"
+EXPORT_DATA_TYPES = "ExportDataTypes"
+CONFIGURED_AT = "ConfiguredAt"  # first save, never changed: the weekly schedule starts the Sunday after it
+SECRET_NAMES = frozenset({TOKEN, CLIENT_ID, CLIENT_SECRET})
+
+
+class ComplianceTenantSetting(db.Model):
+    """One setting of one tenant; `value` holds ciphertext when `encrypted` is set."""
+
+    __tablename__ = "compliance_tenant_setting"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class SettingAudit(db.Model):
+    """Who changed which setting when; `value` only for settings that are not secret."""
+
+    __tablename__ = "setting_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # set, changed, cleared
+    value: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(String(128))
+    user_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+@dataclass(frozen=True)
+class ServiceNowSettings:
+    """What the page and the exporter need to know of a tenant's settings, secrets left out."""
+
+    instance_url: str = ""
+    username: str = ""
+    has_token: bool = False
+    use_custom_credentials: bool = False
+    has_client_id: bool = False
+    has_client_secret: bool = False
+    export_data_types: tuple[str, ...] = ()
+    token_saved_at: datetime | None = None
+    saved_at: datetime | None = None
+    configured_at: datetime | None = None
+
+    @property
+    def export_disabled_reason(self) -> str | None:
+        missing = [
+            label
+            for label, present in (
+                ("Instance URL", self.instance_url),
+                ("Username", self.username),
+                ("Token", self.has_token),
+            )
+            if not present
+        ]
+        if missing:
+            return f"Save {', '.join(missing)} to enable exports."
+        if not self.export_data_types:
+            return "Choose at least one data type to export, then save."
+        return None
+
+    @property
+    def export_enabled(self) -> bool:
+        return self.export_disabled_reason is None
+
+    @property
+    def uses_custom_credentials(self) -> bool:
+        return self.use_custom_credentials and self.has_client_id and self.has_client_secret
+
+
+@dataclass(frozen=True)
+class Secrets:
+    token: str = field(default="", repr=False)
+    client_id: str = field(default="", repr=False)
+    client_secret: str = field(default="", repr=False)
+
+
+def _rows(tenant_id: str) -> dict[str, ComplianceTenantSetting]:
+    rows = db.session.scalars(select(ComplianceTenantSetting).where(ComplianceTenantSetting.tenant_id == tenant_id))
+    return {row.name: row for row in rows}
+
+
+def load_settings(tenant_id: str) -> ServiceNowSettings:
+    rows = _rows(tenant_id)
+    if not rows:
+        return ServiceNowSettings()
+
+    def text(name: str) -> str:
+        row = rows.get(name)
+        return row.value if row is not None else ""
+
+    types = json.loads(text(EXPORT_DATA_TYPES) or "[]")
+    token_row = rows.get(TOKEN)
+    return ServiceNowSettings(
+        instance_url=text(INSTANCE_URL),
+        username=text(USER_NAME),
+        has_token=token_row is not None,
+        use_custom_credentials=text(USE_CUSTOM_CREDENTIALS) == "true",
+        has_client_id=CLIENT_ID in rows,
+        has_client_secret=CLIENT_SECRET in rows,
+        export_data_types=tuple(t for t in DATA_TYPE_NAMES if t in types),
+        token_saved_at=token_row.updated_at if token_row is not None else None,
+        saved_at=max(row.updated_at for row in rows.values()),
+        configured_at=datetime.fromisoformat(text(CONFIGURED_AT)) if text(CONFIGURED_AT) else None,
+    )
+
+
+def load_secrets(tenant_id: str, crypto: Crypto) -> Secrets:
+    rows = _rows(tenant_id)
+
+    def secret(name: str) -> str:
+        row = rows.get(name)
+        return crypto.decrypt(row.value) if row is not None else ""
+
+    return Secrets(token=secret(TOKEN), client_id=secret(CLIENT_ID), client_secret=secret(CLIENT_SECRET))
+
+
+@dataclass
+class SettingsChange:
+    """What a Save asks for; a secret of None keeps the stored one, an empty string clears it."""
+
+    instance_url: str
+    username: str
+    use_custom_credentials: bool
+    export_data_types: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+
+
+def save_settings(tenant_id: str, change: SettingsChange, actor: Identity, crypto: Crypto) -> list[str]:
+    """Store the change and its audit records in one transaction; return the names of settings that changed."""
+    rows = _rows(tenant_id)
+    now = utcnow()
+    plain = {
+        INSTANCE_URL: change.instance_url,
+        USER_NAME: change.username,
+        USE_CUSTOM_CREDENTIALS: "true" if change.use_custom_credentials else "false",
+        EXPORT_DATA_TYPES: json.dumps([t for t in DATA_TYPE_NAMES if t in change.export_data_types]),
+    }
+    if CONFIGURED_AT not in rows:
+        plain[CONFIGURED_AT] = now.isoformat(timespec="seconds")
+    secrets = {TOKEN: change.token, CLIENT_ID: change.client_id, CLIENT_SECRET: change.client_secret}
+    if not change.use_custom_credentials:
+        secrets[CLIENT_ID] = secrets[CLIENT_SECRET] = ""
+    changed: list[str] = []
+
+    def audit(name: str, action: str, value: str | None) -> None:
+        changed.append(name)
+        db.session.add(
+            SettingAudit(
+                tenant_id=tenant_id,
+                name=name,
+                action=action,
+                value=value,
+                user_id=actor.user_id,
+                user_name=actor.display_name,
+                at=now,
+            )
+        )
+
+    for name, value in plain.items():
+        row = rows.get(name)
+        if row is None:
+            db.session.add(
+                ComplianceTenantSetting(
+                    tenant_id=tenant_id, name=name, value=value, updated_at=now, updated_by=actor.user_id
+                )
+            )
+            audit(name, "set", value)
+        elif row.value != value:
+            row.value, row.updated_at, row.updated_by = value, now, actor.user_id
+            audit(name, "changed", value)
+
+    for name, value in secrets.items():
+        row = rows.get(name)
+        if value is None:
+            continue
+        if value == "":
+            if row is not None:
+                db.session.delete(row)
+                audit(name, "cleared", None)
+            continue
+        if row is not None and crypto.decrypt(row.value) == value:
+            continue
+        if row is None:
+            db.session.add(
+                ComplianceTenantSetting(
+                    tenant_id=tenant_id,
+                    name=name,
+                    value=crypto.encrypt(value),
+                    encrypted=True,
+                    updated_at=now,
+                    updated_by=actor.user_id,
+                )
+            )
+            audit(name, "set", None)
+        else:
+            row.value, row.updated_at, row.updated_by = crypto.encrypt(value), now, actor.user_id
+            audit(name, "changed", None)
+    db.session.commit()
+    return changed
+
+
+def replace_token(tenant_id: str, token: str, crypto: Crypto) -> None:
+    """Store a refresh token that ServiceNow rotated at once; a new token starts a new lifetime."""
+    row = db.session.scalar(
+        select(ComplianceTenantSetting).where(
+            ComplianceTenantSetting.tenant_id == tenant_id, ComplianceTenantSetting.name == TOKEN
+        )
+    )
+    if row is None:
+        return
+    row.value = crypto.encrypt(token)
+    row.updated_at = utcnow()
+    row.updated_by = "servicenow"
+    db.session.add(
+        SettingAudit(tenant_id=tenant_id, name=TOKEN, action="changed", user_id="servicenow", user_name="ServiceNow")
+    )
+    db.session.commit()
+
+
+def rotate_encryption(crypto: Crypto) -> int:
+    """Re-encrypt every stored secret with the first key, in one transaction; return how many were rewritten."""
+    count = 0
+    for row in db.session.scalars(select(ComplianceTenantSetting).where(ComplianceTenantSetting.encrypted)):
+        row.value = crypto.rotate(row.value)
+        count += 1
+    db.session.commit()
+    return count
+
+
+def configured_tenants() -> list[str]:
+    """Tenants that have saved ServiceNow settings (the weekly schedule's candidates)."""
+    return list(
+        db.session.scalars(
+            select(ComplianceTenantSetting.tenant_id)
+            .where(ComplianceTenantSetting.name == INSTANCE_URL)
+            .order_by(ComplianceTenantSetting.tenant_id)
+        )
+    )

