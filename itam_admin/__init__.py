@@ -61,6 +61,7 @@ class ITAMAdmin:
         if "sqlalchemy" not in app.extensions:
             db.init_app(app)
         app.extensions[EXTENSION_NAME] = self
+        import itam_admin.models  # noqa: F401  (every table in the metadata, for Alembic and create_all)
 
         from itam_admin.integrations.blueprint import make_blueprint
         from itam_admin.integrations.views import settings_tabs

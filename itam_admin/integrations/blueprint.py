@@ -20,6 +20,7 @@ def make_blueprint() -> Blueprint:
     )
     bp.add_url_rule(BASE, "integrations", views.integrations_page, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow", "save", views.save_servicenow, methods=["POST"])
+    bp.add_url_rule(f"{BASE}/servicenow/test", "test", views.test_servicenow, methods=["POST"])
     bp.add_url_rule(f"{BASE}/servicenow/export", "export", views.start_export, methods=["POST"])
     bp.add_url_rule(f"{BASE}/servicenow/status", "status", views.status, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow/preview", "preview", views.preview, methods=["GET"])

@@ -184,3 +184,15 @@ def preview(identity: Identity):
 
     full = request.args.get("full") == "1"
     return _page(identity, "itam_admin/preview.html", preview=preview_export(identity.tenant_id, settings, full=full), full=full)
+
+
+@manager_required
+def test_servicenow(identity: Identity):
+    from itam_admin.integrations.connection_test import test_connection
+
+    settings = load_settings(identity.tenant_id)
+    form = ServiceNowSettingsForm(stored=settings, **_form_options())
+    if not form.validate_on_submit():
+        return render_page(identity, settings, form, status=400, test_failed_validation=True)
+    result = test_connection(identity.tenant_id, form, settings)
+    return render_page(identity, settings, form, test_result=result, keep_typed=True)

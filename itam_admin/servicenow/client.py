@@ -1,0 +1,301 @@
+"""The only code that calls ServiceNow's REST APIs (Import Set API, Table API): retries, backoff, one token renewal
+on 401, and classified errors. Thread-safe; never logs a secret or a record's content.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from itam_admin.servicenow import errors
+from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
+from itam_admin.servicenow.oauth import Credentials, TokenManager
+from itam_admin.servicenow.transport import make_session
+
+log = logging.getLogger("itam_admin.servicenow")
+
+MAX_BACKOFF_SECONDS = 60.0
+IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "errors", "state")
+IDS_PER_QUERY = 50
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
+_SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What the Test connection action found: who the token acts as and until when it is valid."""
+
+    host: str
+    username: str  # the Username in the settings
+    user_found: bool
+    user_name: str  # as ServiceNow knows it
+    name: str  # display name
+    sys_id: str
+    token_expires_at: datetime
+
+    @property
+    def ok(self) -> bool:
+        return self.user_found
+
+    @property
+    def message(self) -> str:
+        if self.user_found:
+            who = f"{self.user_name} ({self.name})" if self.name else self.user_name
+            return f"Connected to ServiceNow at {self.host} as {who}."
+        return (
+            f"Connected to ServiceNow at {self.host}, but it has no user named {self.username}. Check Username: "
+            "it must be the ServiceNow user the token was generated for."
+        )
+
+
+@dataclass(frozen=True)
+class ImportSetIds:
+    import_set_id: str
+    multi_import_set_id: str
+
+
+@dataclass(frozen=True)
+class ImportSetRunCounts:
+    """ServiceNow-side results of transforming one import set (summed over its runs)."""
+
+    inserts: int = 0
+    updates: int = 0
+    ignored: int = 0
+    skipped: int = 0
+    errors: int = 0
+    state: str = ""
+
+
+def _count(value: object) -> int:
+    try:
+        return int(float(str(value or 0)))
+    except ValueError:
+        return 0
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dict):  # a reference field answered with link and value
+        value = value.get("value", "")
+    return "" if value is None else str(value)
+
+
+class ServiceNowClient:
+    """One tenant's connection to its instance; share one client between threads (each gets its own session)."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        creds: Credentials,
+        tokens: TokenManager,
+        *,
+        timeout: float,
+        allow_insecure: bool,
+        max_retries: int = 6,
+        max_wait_seconds: float = 300,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff_base: float = 0.5,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.creds = creds
+        self._tokens = tokens
+        self._timeout = timeout
+        self._allow_insecure = allow_insecure
+        self._max_retries = max_retries
+        self._max_wait = max_wait_seconds
+        self._sleep = sleep
+        self._backoff_base = backoff_base
+        self._local = threading.local()
+        self._guard = threading.Lock()
+        self._sessions: list[requests.Session] = []
+        self._generation = 0
+
+    @property
+    def host(self) -> str:
+        return self.creds.host
+
+    # ---- public API ------------------------------------------------------------------------------------------
+
+    def check_connection(self) -> ConnectionCheck:
+        """Obtain an access token and make one read call: look up the settings' Username in sys_user."""
+        username = self.creds.username
+        params = {
+            "sysparm_query": f"user_name={username.replace('^', '^^')}",
+            "sysparm_limit": "1",
+            "sysparm_fields": "user_name,name,sys_id",
+        }
+        body = self._call("GET", "/api/now/table/sys_user", what="the sys_user table", params=params)
+        rows = body.get("result") if isinstance(body, dict) else None
+        row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+        token = self._tokens.access_token(self.tenant_id, self.creds)
+        return ConnectionCheck(
+            host=self.host,
+            username=username,
+            user_found=row is not None,
+            user_name=_text((row or {}).get("user_name")),
+            name=_text((row or {}).get("name")),
+            sys_id=_text((row or {}).get("sys_id")),
+            token_expires_at=token.expires_at,
+        )
+
+    def insert_multiple(self, staging_table: str, body: bytes) -> ImportSetIds:
+        """Send one batch (already-encoded JSON `{"records": [...]}`) to a staging table of the Import Set API."""
+        if not _TABLE_NAME.fullmatch(staging_table):
+            raise ValueError(f"not a ServiceNow table name: {staging_table!r}")
+        path = f"/api/now/import/{staging_table}/insertMultiple"
+        answer = self._call("POST", path, what=f"the staging table {staging_table}", data=body)
+        if isinstance(answer, dict) and isinstance(answer.get("result"), dict) and "import_set_id" not in answer:
+            answer = answer["result"]
+        answer = answer if isinstance(answer, dict) else {}
+        return ImportSetIds(_text(answer.get("import_set_id")), _text(answer.get("multi_import_set_id")))
+
+    def import_set_runs(self, import_set_ids: list[str]) -> dict[str, ImportSetRunCounts]:
+        """ServiceNow-side counts per import set id; empty when the user may not read sys_import_set_run."""
+        ids = list(dict.fromkeys(import_set_ids))
+        for set_id in ids:
+            if not _SYS_ID.fullmatch(set_id):
+                raise ValueError(f"not a ServiceNow sys_id: {set_id!r}")
+        totals: dict[str, ImportSetRunCounts] = {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
+            params = {
+                "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
+                "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),
+                "sysparm_exclude_reference_link": "true",
+                "sysparm_limit": str(len(chunk) * 10),
+            }
+            try:
+                body = self._call(
+                    "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
+                )
+            except ServiceNowError as error:
+                if error.kind in (ErrorKind.NOT_FOUND, ErrorKind.FORBIDDEN):
+                    log.info("cannot read import set runs on %s (HTTP %s)", self.host, error.status)
+                    return {}
+                raise
+            rows = body.get("result") if isinstance(body, dict) else None
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and (set_id := _text(row.get("set"))):
+                    totals[set_id] = _add_run(totals.get(set_id), row)
+        return totals
+
+    def session(self) -> requests.Session:
+        """This thread's keep-alive session (created on first use)."""
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            session = make_session(allow_insecure=self._allow_insecure, timeout=self._timeout)
+            with self._guard:
+                self._sessions.append(session)
+            local.session, local.generation = session, self._generation
+        return local.session
+
+    def close(self) -> None:
+        """Close every thread's session; the client stays usable and opens new ones if called again."""
+        with self._guard:
+            sessions, self._sessions = self._sessions, []
+            self._generation += 1
+        for session in sessions:
+            session.close()
+
+    # ---- one call, with retries --------------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, path: str, *, what: str, params: dict[str, str] | None = None, data: bytes | None = None
+    ) -> Any:
+        attempt, waited, renewed = 0, 0.0, False
+        stale: str | None = None
+        while True:
+            try:
+                token = self._tokens.access_token(
+                    self.tenant_id, self.creds, force_refresh=stale is not None, stale_token=stale
+                )
+                stale = None
+                resp = self._send(method, path, token.value, params, data, what)
+                log.debug("%s %s on %s: HTTP %s (attempt %d)", method, what, self.host, resp.status_code, attempt + 1)
+                if resp.status_code == 401 and not renewed:
+                    log.info("%s answered 401 for %s; renewing the access token once", self.host, what)
+                    renewed, stale = True, token.value
+                    continue
+                return self._decode(resp, what, token.value)
+            except ServiceNowError as error:
+                delay = self._delay(error, attempt, waited)
+                if delay is None:
+                    log.warning(
+                        "%s on %s failed after %d attempt(s): %s (HTTP %s)",
+                        what,
+                        self.host,
+                        attempt + 1,
+                        error.kind.value,
+                        error.status,
+                    )
+                    raise
+                attempt, waited = attempt + 1, waited + delay
+                log.info("%s on %s: %s, retry %d in %.1fs", what, self.host, error.kind.value, attempt, delay)
+                self._sleep(delay)
+
+    def _send(
+        self, method: str, path: str, access_token: str, params: dict[str, str] | None, data: bytes | None, what: str
+    ) -> requests.Response:
+        headers = {
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        try:
+            return self.session().request(
+                method,
+                self.creds.instance_url + path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise errors.from_exception(exc, self.host, what=what) from exc
+
+    def _decode(self, resp: requests.Response, what: str, access_token: str) -> Any:
+        if 200 <= resp.status_code < 300:
+            body = errors.json_body(resp)
+            if isinstance(body, dict | list):
+                return body
+        raise errors.from_response(
+            resp,
+            self.host,
+            what=what,
+            username=self.creds.username,
+            custom=self.creds.custom,
+            secrets=(*self.creds.secrets, access_token),
+        )
+
+    def _delay(self, error: ServiceNowError, attempt: int, waited: float) -> float | None:
+        """Seconds to wait before the next attempt, or None when the error is final or the limits are reached."""
+        if not error.retryable or attempt >= self._max_retries:
+            return None
+        if error.retry_after is not None:
+            delay = error.retry_after
+        else:
+            delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+        if waited + delay > self._max_wait:
+            return None
+        return delay
+
+
+def _add_run(total: ImportSetRunCounts | None, row: dict[str, Any]) -> ImportSetRunCounts:
+    total = total or ImportSetRunCounts()
+    return ImportSetRunCounts(
+        inserts=total.inserts + _count(row.get("inserts")),
+        updates=total.updates + _count(row.get("updates")),
+        ignored=total.ignored + _count(row.get("ignored")),
+        skipped=total.skipped + _count(row.get("skipped")),
+        errors=total.errors + _count(row.get("errors")),
+        state=_text(row.get("state")) or total.state,
+    )

@@ -1,0 +1,102 @@
+"""Fixtures for export tests: a ServiceNow sandbox over real HTTP, a tenant configured for it, and inventory."""
+
+from __future__ import annotations
+
+import pytest
+
+from itam_admin import current_plugin
+from itam_admin.db import db
+from itam_admin.identity import Identity
+from itam_admin.tenant_settings import SettingsChange, save_settings
+
+ALL_TYPES = ("hardware_inventory", "contracts", "installed_applications")
+ACME_ADMIN = Identity("1", "Alice Admin", "acme", frozenset({"integrations.manage"}))
+
+
+@pytest.fixture
+def app_env(app_env):
+    app_env["ITAM_SERVICENOW_ALLOW_INSECURE"] = "1"
+    app_env["ITAM_EXPORT_MAX_WAIT_SECONDS"] = "20"
+    return app_env
+
+
+@pytest.fixture
+def sandbox():
+    from itam_admin.sandbox import SandboxServer
+
+    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
+        yield server
+
+
+@pytest.fixture
+def configure_tenant(app, sandbox):
+    """Save ServiceNow settings for a tenant pointing at the sandbox, with a token generated there."""
+
+    def configure(tenant: str = "acme", types=ALL_TYPES, user: str = "admin", password: str | None = None, **extra):
+        if user == "admin":
+            token = sandbox.generate_refresh_token(user, password or user)
+        else:  # the token page refuses users without the admin role; the password grant does not
+            import requests
+
+            answer = requests.post(
+                f"{sandbox.url}/oauth_token.do",
+                data={
+                    "grant_type": "password",
+                    "client_id": "default-client",
+                    "client_secret": "default-client-secret",
+                    "username": user,
+                    "password": password or user,
+                },
+                timeout=10,
+            )
+            token = answer.json()["refresh_token"]
+        change = SettingsChange(
+            instance_url=sandbox.url,
+            username=user,
+            use_custom_credentials=False,
+            export_data_types=tuple(types),
+            token=token,
+            **extra,
+        )
+        with app.app_context():
+            actor = Identity("1", "Alice Admin", tenant, frozenset({"integrations.manage"}))
+            save_settings(tenant, change, actor, current_plugin().crypto)
+        return token
+
+    return configure
+
+
+@pytest.fixture
+def inventory(app):
+    """Give a tenant some inventory (computers, installs, contracts)."""
+    from itam_admin.inventory.demo_data import generate_inventory
+
+    def make(tenant: str = "acme", computers: int = 40, installs: int = 120, contracts: int = 10, seed: int = 0):
+        with app.app_context():
+            return generate_inventory(tenant, computers=computers, installs=installs, contracts=contracts, seed=seed)
+
+    return make
+
+
+@pytest.fixture
+def run_export(app):
+    """Create a run like the Export button does and execute it in this process; return the finished run."""
+    from itam_admin.exports.models import ExportRun
+    from itam_admin.exports.runner import execute_run
+    from itam_admin.exports.service import create_run
+
+    def run(tenant: str = "acme", full: bool = False):
+        with app.app_context():
+            created = create_run(tenant, "manual", ACME_ADMIN, full)
+            execute_run(created.id)
+            db.session.expire_all()
+            finished = db.session.get(ExportRun, created.id)
+            _ = finished.data_types, finished.failed_batches
+            db.session.expunge(finished)
+            return finished
+
+    return run
+
+
+def counts(run) -> dict[str, tuple[int, int]]:
+    return {dt.data_type: (dt.sent, dt.failed) for dt in run.data_types}
