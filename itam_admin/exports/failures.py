@@ -17,13 +17,19 @@ def _cell(value: str) -> str:
 
 
 def failed_records_csv_lines(run: ExportRun) -> Iterator[str]:
+    """CSV lines of every failed record; the batches are read now, so the lines can stream after the request."""
+    failures = [(f.data_type, f.batch_number, f.message, f.records_json) for f in run.failed_batches]
+    return _lines(failures)
+
+
+def _lines(failures: list[tuple[str, int, str, str]]) -> Iterator[str]:
     columns = ["data_type", "batch_number", "error"] + sorted({f for fields in FIELDS.values() for f in fields})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
-    for failure in run.failed_batches:
-        for record in json.loads(failure.records_json).get("records", []):
-            row = {"data_type": failure.data_type, "batch_number": str(failure.batch_number), "error": failure.message}
+    for data_type, batch_number, message, records_json in failures:
+        for record in json.loads(records_json).get("records", []):
+            row = {"data_type": data_type, "batch_number": str(batch_number), "error": message}
             row.update(record)
             writer.writerow([_cell(row.get(column, "")) for column in columns])
             yield buffer.getvalue()

@@ -15,7 +15,6 @@ from itam_admin.sandbox.schema import TABLES, TRANSFORM_MAPS
 from itam_admin.sandbox.state import SandboxState
 
 bp = Blueprint("sandbox_api", __name__)
-VERSIONS = ("", "/v1", "/v2")
 
 
 def state() -> SandboxState:
@@ -144,15 +143,6 @@ def staged_record(staging_table: str, sys_id: str) -> Response:
     )
 
 
-for _version in VERSIONS:
-    _suffix = _version.strip("/")
-    bp.add_url_rule(f"/api/now{_version}/import/<staging_table>", f"one{_suffix}", import_one, methods=["POST"])
-    bp.add_url_rule(
-        f"/api/now{_version}/import/<staging_table>/insertMultiple",
-        f"multi{_suffix}",
-        insert_multiple,
-        methods=["POST"],
-    )
-    bp.add_url_rule(
-        f"/api/now{_version}/import/<staging_table>/<sys_id>", f"staged{_suffix}", staged_record, methods=["GET"]
-    )
+bp.add_url_rule("/api/now/import/<staging_table>", "one", import_one, methods=["POST"])
+bp.add_url_rule("/api/now/import/<staging_table>/insertMultiple", "multi", insert_multiple, methods=["POST"])
+bp.add_url_rule("/api/now/import/<staging_table>/<sys_id>", "staged", staged_record, methods=["GET"])

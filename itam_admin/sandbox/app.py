@@ -5,6 +5,7 @@ The middleware only ever touches the wire endpoints (/api/..., /oauth_*.do); pag
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from itam_admin.sandbox.settings import SandboxSettings
 from itam_admin.sandbox.state import SandboxState
 
 TOKEN_PATHS = ("/oauth_token.do", "/oauth_revoke_token.do")
+VERSIONED = re.compile(r"^/api/now/v\d+/")  # /api/now/v2/table/x is /api/now/table/x
 
 
 def request_kind(path: str) -> str:
@@ -61,7 +63,8 @@ class WireMiddleware:
         self.sandbox = sandbox
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        kind = request_kind(environ.get("PATH_INFO", ""))
+        environ["PATH_INFO"] = VERSIONED.sub("/api/now/", environ.get("PATH_INFO", ""))
+        kind = request_kind(environ["PATH_INFO"])
         faults, metrics = self.sandbox.faults, self.sandbox.metrics
         drop = failure = None
         if kind in ("api", "token"):

@@ -27,6 +27,10 @@ class _Body:
         self.remaining = length
         self._expect_continue = expect_continue
 
+    @property
+    def expecting_continue(self) -> bool:
+        return self._expect_continue
+
     def _continue(self) -> None:
         if self._expect_continue:
             self._expect_continue = False
@@ -174,14 +178,14 @@ class WSGIHandler(BaseHTTPRequestHandler):
             traceback.print_exc()
             response[:] = ["500 Internal Server Error", [("Content-Type", "text/plain")]]
             chunks = [b"Internal Server Error"]
-        if body.remaining:
-            if body.remaining > MAX_DRAIN:
-                self.close_connection = True
-            else:
-                body._expect_continue = False
-                while body.read(65536):
-                    pass
+        # An unread body must be read past before the next request on this connection, unless the client is
+        # still waiting for `100 Continue` (it sends nothing more) or the body is too big to bother: then close.
+        if body.remaining and (body.expecting_continue or body.remaining > MAX_DRAIN):
+            self.close_connection = True
         self._send(response[0], response[1], chunks)
+        if body.remaining and not self.close_connection:
+            while body.read(65536):
+                pass
 
     def _drop(self) -> None:
         try:
@@ -205,6 +209,7 @@ class WSGIServer(socketserver.ThreadingMixIn, HTTPServer):
         self.tls = ssl_context is not None
         self.access_log = access_log
         self._connections: set[socket.socket] = set()
+        self.connections_accepted = 0
         self._connections_lock = threading.Lock()
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -215,7 +220,11 @@ class WSGIServer(socketserver.ThreadingMixIn, HTTPServer):
 
     def track(self, connection: socket.socket, add: bool) -> None:
         with self._connections_lock:
-            (self._connections.add if add else self._connections.discard)(connection)
+            if add:
+                self.connections_accepted += 1
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     def close_connections(self) -> None:
         """Close every open (keep-alive) connection, so stopping never waits on idle clients."""

@@ -84,7 +84,7 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self.httpd.serve_forever, args=(0.05,), name="sandbox-http", daemon=True
+                target=self.httpd.serve_forever, args=(0.01,), name="sandbox-http", daemon=True
             )
             self._thread.start()
         return self

@@ -14,7 +14,6 @@ from itam_admin.sandbox.state import SandboxState
 from itam_admin.sandbox.store import Store
 
 bp = Blueprint("sandbox_tables", __name__)
-VERSIONS = ("", "/v1", "/v2")
 
 
 def state() -> SandboxState:
@@ -128,10 +127,5 @@ def get_record(table_name: str, sys_id: str) -> Response:
     return errors.json_response({"result": render_rows(table, [row], _fields())[0]})
 
 
-for _version in VERSIONS:
-    bp.add_url_rule(
-        f"/api/now{_version}/table/<table_name>", f"list{_version.strip('/')}", list_records, methods=["GET"]
-    )
-    bp.add_url_rule(
-        f"/api/now{_version}/table/<table_name>/<sys_id>", f"get{_version.strip('/')}", get_record, methods=["GET"]
-    )
+bp.add_url_rule("/api/now/table/<table_name>", "list", list_records, methods=["GET"])
+bp.add_url_rule("/api/now/table/<table_name>/<sys_id>", "get", get_record, methods=["GET"])

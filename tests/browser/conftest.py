@@ -36,7 +36,8 @@ NPM_PREFIX = ROOT / "build" / "npm"
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "https_only: run the portal with ITAM_SERVICENOW_ALLOW_INSECURE=0 (production rules for Instance URL)"
+        "markers",
+        "https_only: run the portal with ITAM_SERVICENOW_ALLOW_INSECURE=0 (production rules for Instance URL)",
     )
 
 
@@ -182,8 +183,9 @@ def sandbox(app_env):
 
 
 @pytest.fixture
-def worker(app, app_env, tmp_path):
-    """`flask --app wsgi itam worker` as a subprocess on the same database and Redis as the live portal."""
+def worker(app, app_env, live_portal, tmp_path):
+    """`flask --app wsgi itam worker` as a subprocess on the same database and Redis as the live portal (started
+    after live_portal, which empties Redis)."""
     env = {**os.environ, **app_env, "ITAM_INSTANCE_PATH": app.instance_path, "PYTHONUNBUFFERED": "1"}
     flask = Path(sys.executable).with_name("flask")
     command = [str(flask)] if flask.exists() else [sys.executable, "-m", "flask"]

@@ -123,7 +123,8 @@ def test_tenant_admin_saves_servicenow_settings(live_portal, page, page_log, app
     # Keyboard alone reaches every field and Save, in reading order.
     order = tab_order(page, "input[name=instance_url]", "save-button")
     positions = [order.index(name) if name in order else -1 for name in EXPECTED_TAB_ORDER]
-    assert -1 not in positions, f"Tab never reaches {[n for n, p in zip(EXPECTED_TAB_ORDER, positions) if p < 0]}: {order}"
+    missing = [name for name in EXPECTED_TAB_ORDER if name not in order]
+    assert not missing, f"Tab never reaches {missing}: {order}"
     assert positions == sorted(positions), f"Tab order is not the reading order: {order}"
     screenshot(page, "settings-03-filled")
 
@@ -188,11 +189,9 @@ def test_tenant_admin_saves_servicenow_settings(live_portal, page, page_log, app
     expect(page.locator("input[name=token]")).to_have_value("********")
     expect(page.locator("#instance_url-error")).to_have_count(0)
     with app.app_context():
-        from itam_admin.db import db
-        from itam_admin.tenant_settings import load_settings
-
-        from itam_admin.tenant_settings import load_secrets
         from itam_admin import current_plugin
+        from itam_admin.db import db
+        from itam_admin.tenant_settings import load_secrets, load_settings
 
         db.session.remove()
         assert load_settings("acme").instance_url == INSTANCE_URL

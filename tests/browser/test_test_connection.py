@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import INTEGRATIONS, assert_accessible, log_in, screenshot
+from tests.browser.helpers import assert_accessible, log_in, screenshot
 
 pytestmark = pytest.mark.browser
 

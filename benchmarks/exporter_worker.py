@@ -1,0 +1,80 @@
+"""One export, measured, in a process of its own (so its peak memory is this export's alone): the real exporter
+(``execute_run``) reading the dataset's SQLite file and posting to the sandbox.
+
+    python -m benchmarks.exporter_worker --config D/config.json [--full] [--profile FILE]
+
+Prints one ``BENCH-RESULT {json}`` line: wall seconds, CPU seconds, peak RSS and the run's counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import DATA_TYPE, TENANT, Meter, current_rss_mb, emit, peak_rss_mb
+from benchmarks.portal_app import load_app
+
+
+def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[str, object]:
+    from itam_admin.db import db
+    from itam_admin.exports.models import ExportRun
+    from itam_admin.exports.runner import execute_run
+    from itam_admin.exports.service import create_run
+
+    app, _ = load_app(config)
+    with app.app_context():
+        run_id = create_run(TENANT, "manual", None, full).id
+        db.session.commit()
+        rss_before = current_rss_mb()
+        profiler = None
+        if profile is not None:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        meter = Meter().start()
+        status = execute_run(run_id)
+        meter.stop()
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
+        peak = peak_rss_mb()
+        db.session.expire_all()
+        run = db.session.get(ExportRun, run_id)
+        counts = next(dt for dt in run.data_types if dt.data_type == DATA_TYPE)
+        result = {
+            "status": status,
+            "message": run.message,
+            "full": full,
+            "wall_seconds": meter.wall,
+            "cpu_seconds": meter.cpu,
+            "rss_before_mb": rss_before,
+            "peak_rss_mb": peak,
+            "total": counts.total,
+            "sent": counts.sent,
+            "failed": counts.failed,
+            "new": counts.new,
+            "changed": counts.changed,
+            "unchanged": counts.unchanged,
+            "retired": counts.retired,
+        }
+        db.engine.dispose()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.exporter_worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--full", action="store_true", help="a full export (every record), not a differential one")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the export to this file")
+    args = parser.parse_args(argv)
+    emit(run_export(args.config, args.full, args.profile))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

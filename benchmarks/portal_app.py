@@ -1,0 +1,36 @@
+"""The portal app a benchmark worker runs the exporter in: one SQLite file per dataset, Redis for the token cache,
+the sandbox's OAuth client, and the batch size and requests in flight under test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+
+def app_env(database: Path, redis_url: str, encryption_key: str, client_id: str, client_secret: str) -> dict[str, str]:
+    return {
+        "ITAM_DEMO": "0",
+        "SECRET_KEY": "benchmark-secret-key",
+        "ITAM_ENCRYPTION_KEYS": encryption_key,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": redis_url,
+        "ITAM_SERVICENOW_CLIENT_ID": client_id,
+        "ITAM_SERVICENOW_CLIENT_SECRET": client_secret,
+        "ITAM_SERVICENOW_ALLOW_INSECURE": "1",
+        "ITAM_EXPORT_BATCH_SIZE": "200",
+        "ITAM_EXPORT_REQUESTS_IN_FLIGHT": "4",
+    }
+
+
+def load_app(config_path: str | Path) -> tuple[Flask, dict[str, Any]]:
+    """The app described by a dataset's config.json (written by benchmarks.dataset prepare)."""
+    from itam_admin.portal import create_app
+
+    config = json.loads(Path(config_path).read_text())
+    app = create_app(env=config["env"], instance_path=config["instance_path"])
+    with app.app_context():
+        import itam_admin.models  # noqa: F401  (the whole schema)
+    return app, config

@@ -1,0 +1,185 @@
+"""The command line: `sandbox` runs a sandbox in its own process; `sandbox-fault` drives a running one over HTTP.
+End to end: a real process, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from itam_admin.sandbox.cli import sandbox_command, sandbox_fault_command
+
+
+class Process:
+    def __init__(self, process: subprocess.Popen, url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def token(self, user: str = "admin", client: tuple[str, str] = ("itam-demo-client", "itam-demo-secret")) -> str:
+        form = {"grant_type": "password", "username": user, "password": user}
+        response = requests.post(f"{self.url}/oauth_token.do", data=form, auth=client, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def get(self, path: str, token: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def start(*args: str) -> Process:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "itam_admin.sandbox", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = process.stdout.readline()  # the first line names the URL, once it listens
+    match = re.search(r"listening on (http\S+)", line)
+    if not match:
+        process.kill()
+        pytest.fail(f"the sandbox did not start: {line!r} {process.stderr.read()}")
+    return Process(process, match.group(1))
+
+
+def stop(running: Process) -> int:
+    running.process.send_signal(signal.SIGINT)
+    try:
+        return running.process.wait(10)
+    finally:
+        running.process.kill()
+        running.process.stdout.close()
+        running.process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def running_sandbox() -> Iterator[Process]:
+    """One process for the module (starting Python and Flask takes a while); each test resets it."""
+    running = start("--memory", "--add-client", "e2e-client:e2e-secret")
+    yield running
+    assert stop(running) == 0
+
+
+@pytest.fixture
+def sandbox_process(running_sandbox: Process) -> Process:
+    assert requests.post(f"{running_sandbox.url}/sandbox/api/reset", json={}, timeout=10).status_code == 200
+    return running_sandbox
+
+
+def fault(url: str, *args: str):
+    return CliRunner().invoke(sandbox_fault_command, ["--url", url, *args])
+
+
+def test_sandbox_process_serves_the_api_and_the_token_page(sandbox_process):
+    token = sandbox_process.token(client=("e2e-client", "e2e-secret"))
+
+    assert sandbox_process.url.startswith("http://127.0.0.1:")
+    assert sandbox_process.get("/api/now/table/sys_user?sysparm_query=user_name=admin", token).status_code == 200
+    assert "Generate OAuth Token" in requests.get(f"{sandbox_process.url}/oauth_token_generator.do", timeout=10).text
+
+
+def test_fault_command_fails_the_next_requests_of_a_running_sandbox(sandbox_process):
+    token = sandbox_process.token()
+
+    result = fault(sandbox_process.url, "--fail-next", "2", "--status", "503", "--retry-after", "3")
+
+    assert result.exit_code == 0, result.output
+    assert '"remaining": 2' in result.output
+    answers = [sandbox_process.get("/api/now/table/sys_user", token) for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert answers[0].headers["Retry-After"] == "3"
+
+
+def test_fault_command_drops_connections(sandbox_process):
+    token = sandbox_process.token()
+
+    assert fault(sandbox_process.url, "--drop-next", "1").exit_code == 0
+
+    with pytest.raises(requests.ConnectionError):
+        sandbox_process.get("/api/now/table/sys_user", token)
+    assert sandbox_process.get("/api/now/table/sys_user", token).status_code == 200
+
+
+def test_fault_command_sets_latency_and_rate_limit_then_clears(sandbox_process):
+    token = sandbox_process.token()
+
+    assert fault(sandbox_process.url, "--latency-ms", "120", "--rate-limit", "1/3600").exit_code == 0
+    started = time.perf_counter()
+    first = sandbox_process.get("/api/now/table/sys_user", token)
+    assert time.perf_counter() - started >= 0.12
+    limited = sandbox_process.get("/api/now/table/sys_user", token)
+
+    assert first.status_code == 200 and limited.status_code == 429
+    assert fault(sandbox_process.url, "--clear").exit_code == 0
+    assert sandbox_process.get("/api/now/table/sys_user", token).status_code == 200
+
+
+def test_fault_command_revokes_a_users_tokens(sandbox_process):
+    admin, itil = sandbox_process.token("admin"), sandbox_process.token("itil")
+
+    result = fault(sandbox_process.url, "--revoke-tokens", "admin")
+
+    assert result.exit_code == 0 and '"revoked": 2' in result.output
+    assert sandbox_process.get("/api/now/table/sys_user", admin).status_code == 401
+    assert sandbox_process.get("/api/now/table/sys_user", itil).status_code == 200
+
+
+def test_fault_command_reports_an_unreachable_sandbox():
+    result = fault("http://127.0.0.1:9", "--clear")
+
+    assert result.exit_code == 1
+    assert "Cannot reach the sandbox" in result.output
+
+
+def test_fault_command_refuses_a_malformed_rate_limit():
+    result = fault("http://127.0.0.1:9", "--rate-limit", "lots")
+
+    assert result.exit_code == 2
+    assert "N/SECONDS" in result.output
+
+
+def test_sandbox_with_a_database_file_keeps_state_between_runs(tmp_path):
+    database = tmp_path / "state" / "sandbox.sqlite3"
+    first = start("--db", str(database))
+    token = first.token()
+    requests.post(
+        f"{first.url}/api/now/import/u_itam_hardware_inventory/insertMultiple",
+        json={"records": [{"u_source_id": "1", "u_name": "Kept"}]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    requests.get(f"{first.url}/sandbox/api/state?wait_idle=10", timeout=20)
+    assert stop(first) == 0
+
+    second = start("--db", str(database))
+    try:
+        rows = second.get("/api/now/table/cmdb_ci_computer", token).json()["result"]
+    finally:
+        stop(second)
+
+    assert database.exists()
+    assert [r["name"] for r in rows] == ["Kept"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "0.0.0.0"], "loopback"),
+        (["--add-client", "no-secret"], "ID:SECRET"),
+        (["--memory", "--db", "x.sqlite3"], "either --db or --memory"),
+        (["--rate-limit", "10"], "N/SECONDS"),
+    ],
+)
+def test_sandbox_command_refuses_bad_options(args, message):
+    result = CliRunner().invoke(sandbox_command, args)
+
+    assert result.exit_code == 2
+    assert message in result.output
