@@ -62,7 +62,6 @@ class ITAMAdmin:
             db.init_app(app)
         app.extensions[EXTENSION_NAME] = self
         import itam_admin.models  # noqa: F401  (every table in the metadata, for Alembic and create_all)
-
         from itam_admin.integrations.blueprint import make_blueprint
         from itam_admin.integrations.views import settings_tabs
 

@@ -78,5 +78,7 @@ def worker_command(burst: bool, no_scheduler: bool, tick_seconds: float) -> None
     if not no_scheduler:
         start_scheduler_thread(app, tick_seconds)
     worker = Worker([jobs.queue()], connection=plugin.redis)
-    click.echo(f"Worker {worker.name} listening on {jobs.QUEUE_NAME}{' with the scheduler' if not no_scheduler else ''}.")
+    click.echo(
+        f"Worker {worker.name} listening on {jobs.QUEUE_NAME}{' with the scheduler' if not no_scheduler else ''}."
+    )
     worker.work(burst=burst, with_scheduler=False, logging_level="INFO")

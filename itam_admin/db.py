@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -26,4 +26,4 @@ db = SQLAlchemy(model_class=Base)
 
 def utcnow() -> datetime:
     """Naive UTC now: every timestamp in our tables is UTC without tzinfo, on SQLite and PostgreSQL alike."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)

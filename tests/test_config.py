@@ -41,8 +41,6 @@ def test_wsgi_refuses_to_start_without_keys(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "ITAM_ENCRYPTION_KEYS", "ITAM_DEMO")}
     env["ITAM_INSTANCE_PATH"] = str(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "SECRET_KEY and ITAM_ENCRYPTION_KEYS must be set" in result.stderr

@@ -137,5 +137,3 @@ def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 
                 )
         result.append({"data_type": data_type, "counts": counts, "samples": examples})
     return result
-
-

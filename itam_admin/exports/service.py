@@ -97,7 +97,9 @@ def start_export(tenant_id: str, actor: Identity | None, full: bool = False, tri
         run = create_run(tenant_id, trigger, actor, full)
     except OperationalError:
         db.session.rollback()
-        raise ExportNotStarted("The portal's database is not reachable right now; try again in a few minutes.") from None
+        raise ExportNotStarted(
+            "The portal's database is not reachable right now; try again in a few minutes."
+        ) from None
     try:
         jobs.enqueue_run(run)
     except jobs.QueueUnavailable as error:

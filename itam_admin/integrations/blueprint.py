@@ -27,6 +27,9 @@ def make_blueprint() -> Blueprint:
     bp.add_url_rule(f"{BASE}/servicenow/runs", "history", views.history, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow/runs/<int:run_id>", "run", views.run_detail, methods=["GET"])
     bp.add_url_rule(
-        f"{BASE}/servicenow/runs/<int:run_id>/failed-records.csv", "failed_csv", views.failed_records_csv, methods=["GET"]
+        f"{BASE}/servicenow/runs/<int:run_id>/failed-records.csv",
+        "failed_csv",
+        views.failed_records_csv,
+        methods=["GET"],
     )
     return bp

@@ -8,10 +8,10 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, re
 
 from itam_admin import current_plugin
 from itam_admin.db import utcnow
-from itam_admin.identity import Identity
-from itam_admin.integrations.access import manager_required, visible_to
 from itam_admin.exports import service
 from itam_admin.exports.records import LABELS as DATA_TYPE_LABELS
+from itam_admin.identity import Identity
+from itam_admin.integrations.access import manager_required, visible_to
 from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
 from itam_admin.tenant_settings import ServiceNowSettings, load_settings, save_settings
 
@@ -60,7 +60,9 @@ def token_age(settings: ServiceNowSettings) -> dict | None:
     }
 
 
-def render_page(identity: Identity, settings: ServiceNowSettings, form: ServiceNowSettingsForm, status: int = 200, **extra):
+def render_page(
+    identity: Identity, settings: ServiceNowSettings, form: ServiceNowSettingsForm, status: int = 200, **extra
+):
     context = {
         "layout_template": current_plugin().layout_template,
         "export_form": ExportForm(),
@@ -183,7 +185,9 @@ def preview(identity: Identity):
     from itam_admin.exports.planner import preview_export
 
     full = request.args.get("full") == "1"
-    return _page(identity, "itam_admin/preview.html", preview=preview_export(identity.tenant_id, settings, full=full), full=full)
+    return _page(
+        identity, "itam_admin/preview.html", preview=preview_export(identity.tenant_id, settings, full=full), full=full
+    )
 
 
 @manager_required

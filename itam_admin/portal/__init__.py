@@ -50,9 +50,7 @@ def create_app(env: Mapping[str, str] | None = None, instance_path: str | None =
 
     from itam_admin.portal import auth, views
 
-    plugin = ITAMAdmin(
-        identity_loader=auth.current_identity, layout_template="portal/layout.html", login_url="/login"
-    )
+    plugin = ITAMAdmin(identity_loader=auth.current_identity, layout_template="portal/layout.html", login_url="/login")
     plugin.init_app(app, config=config)
     app.register_blueprint(views.bp)
     app.register_blueprint(auth.bp)

@@ -86,8 +86,19 @@ def main(argv: list[str] | None = None) -> int:
             redis_dir = tempfile.mkdtemp(prefix="itam-redis-")
             start(
                 "redis",
-                [_redis_binary(), "--port", str(args.redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", redis_dir],
+                [
+                    _redis_binary(),
+                    "--port",
+                    str(args.redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    redis_dir,
+                ],
             )
             env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
             _wait_for_port(args.redis_port, 10)
@@ -107,7 +118,7 @@ ITAM ServiceNow Connector demo is running.
   ServiceNow sandbox: http://127.0.0.1:{args.sandbox_port}/   (admin / admin, itil / itil)
                       Generate OAuth Token: http://127.0.0.1:{args.sandbox_port}/oauth_token_generator.do
                       In the portal use Instance URL http://127.0.0.1:{args.sandbox_port} and Username admin.
-  Redis:              {env['REDIS_URL']}
+  Redis:              {env["REDIS_URL"]}
 Press Ctrl-C to stop everything.""",
             flush=True,
         )

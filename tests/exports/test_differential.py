@@ -9,7 +9,9 @@ def sent_by_type(run) -> dict[str, int]:
     return {dt.data_type: dt.sent for dt in run.data_types}
 
 
-def test_second_export_sends_nothing_then_only_changes_and_retirements(app, sandbox, configure_tenant, inventory, run_export):
+def test_second_export_sends_nothing_then_only_changes_and_retirements(
+    app, sandbox, configure_tenant, inventory, run_export
+):
     from itam_admin.inventory.demo_data import mutate_inventory
 
     inventory(computers=100, installs=300, contracts=20)
@@ -23,7 +25,9 @@ def test_second_export_sends_nothing_then_only_changes_and_retirements(app, sand
     assert "Nothing to send" in second.message
 
     with app.app_context():
-        changed = mutate_inventory("acme", change_fraction=0.01, delete=2, add=0, data_types=("installed_applications",))
+        changed = mutate_inventory(
+            "acme", change_fraction=0.01, delete=2, add=0, data_types=("installed_applications",)
+        )
     third = run_export()
     installs = next(dt for dt in third.data_types if dt.data_type == "installed_applications")
     assert installs.changed == 3 and installs.retired == 2 and installs.new == 0
@@ -35,7 +39,11 @@ def test_second_export_sends_nothing_then_only_changes_and_retirements(app, sand
     rows = sandbox.records("cmdb_sam_sw_install")
     assert len(rows) == 300
     deleted = set(changed["installed_applications"]["deleted"])
-    retired = {row["u_source_id"] for row in rows if row.get("install_status") == "retired" or row.get("u_operational_status") == "retired"}
+    retired = {
+        row["u_source_id"]
+        for row in rows
+        if row.get("install_status") == "retired" or row.get("u_operational_status") == "retired"
+    }
     assert retired == deleted
 
     # Retirements are sent once.
@@ -67,7 +75,9 @@ def test_a_new_instance_url_makes_the_next_export_full(app, sandbox, configure_t
         with app.app_context():
             save_settings(
                 "acme",
-                SettingsChange(other.url, "admin", False, ("hardware_inventory",), token=other.generate_refresh_token()),
+                SettingsChange(
+                    other.url, "admin", False, ("hardware_inventory",), token=other.generate_refresh_token()
+                ),
                 Identity("1", "A", "acme", frozenset()),
                 current_plugin().crypto,
             )
@@ -77,7 +87,9 @@ def test_a_new_instance_url_makes_the_next_export_full(app, sandbox, configure_t
         assert len(other.records("cmdb_ci_computer")) == 25
 
 
-def test_preview_counts_equal_what_the_next_export_sends(app, client, auth, sandbox, configure_tenant, inventory, run_export):
+def test_preview_counts_equal_what_the_next_export_sends(
+    app, client, auth, sandbox, configure_tenant, inventory, run_export
+):
     from itam_admin.inventory.demo_data import mutate_inventory
 
     inventory(computers=50, installs=100, contracts=10)
@@ -92,7 +104,9 @@ def test_preview_counts_equal_what_the_next_export_sends(app, client, auth, sand
 
     preview = {}
     for data_type, new, changed, retired in re.findall(
-        r'data-type="(\w+)">.*?class="num new">(\d+)<.*?class="num changed">(\d+)<.*?class="num retired">(\d+)<', page, re.S
+        r'data-type="(\w+)">.*?class="num new">(\d+)<.*?class="num changed">(\d+)<.*?class="num retired">(\d+)<',
+        page,
+        re.S,
     ):
         preview[data_type] = int(new) + int(changed) + int(retired)
     before = len(sandbox.records("sys_import_set"))

@@ -94,7 +94,9 @@ def test_two_rapid_clicks_give_one_run(app, client, auth, configure_tenant, inve
         assert db.session.query(ExportRun).count() == 1
 
 
-def test_two_workers_never_run_the_same_run_twice(app, app_env, tmp_path, client, auth, sandbox, configure_tenant, inventory, redis_conn):
+def test_two_workers_never_run_the_same_run_twice(
+    app, app_env, tmp_path, client, auth, sandbox, configure_tenant, inventory, redis_conn
+):
     inventory(computers=20, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
     auth.login("admin@acme.example")
@@ -107,7 +109,9 @@ def test_two_workers_never_run_the_same_run_twice(app, app_env, tmp_path, client
     Queue("itam-exports", connection=redis_conn).enqueue("itam_admin.exports.jobs.perform_export", run_id)
     env = {**os.environ, **app_env, "ITAM_INSTANCE_PATH": str(tmp_path / "instance")}
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "itam", "worker", "--no-scheduler", "--burst"]
-    workers = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
     for worker in workers:
         worker.communicate(timeout=180)
     assert sandbox.wait_idle(20)
@@ -147,9 +151,13 @@ def test_another_tenant_cannot_reach_runs_status_or_history(app, client, auth, c
     assert f"#{run.id}" not in client.get(f"{INTEGRATIONS}/servicenow/runs").get_data(as_text=True)
 
 
-def test_servicenow_error_text_is_escaped_and_failed_records_download_as_csv(app, client, auth, sandbox, configure_tenant, inventory, run_export):
+def test_servicenow_error_text_is_escaped_and_failed_records_download_as_csv(
+    app, client, auth, sandbox, configure_tenant, inventory, run_export
+):
     config = app.extensions["itam_admin"].config
-    app.extensions["itam_admin"].config = config.__class__(**{**config.__dict__, "max_retries": 0, "requests_in_flight": 1})
+    app.extensions["itam_admin"].config = config.__class__(
+        **{**config.__dict__, "max_retries": 0, "requests_in_flight": 1}
+    )
     inventory(computers=5, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
     sandbox.faults.fail_next(1, 500, detail='<img src=x onerror="alert(1)">')

@@ -6,10 +6,16 @@ import pytest
 
 from tests.exports.conftest import counts
 
-TARGETS = {"hardware_inventory": "cmdb_ci_computer", "contracts": "ast_contract", "installed_applications": "cmdb_sam_sw_install"}
+TARGETS = {
+    "hardware_inventory": "cmdb_ci_computer",
+    "contracts": "ast_contract",
+    "installed_applications": "cmdb_sam_sw_install",
+}
 
 
-def test_manual_export_arrives_complete_exactly_once_and_installs_are_linked(sandbox, configure_tenant, inventory, run_export):
+def test_manual_export_arrives_complete_exactly_once_and_installs_are_linked(
+    sandbox, configure_tenant, inventory, run_export
+):
     inventory(computers=40, installs=120, contracts=10)
     configure_tenant()
     run = run_export()
@@ -25,7 +31,9 @@ def test_manual_export_arrives_complete_exactly_once_and_installs_are_linked(san
     # Hardware first, then contracts, then installs (installs refer to computers).
     import_sets = sandbox.records("sys_import_set")
     tables = [s["table_name"] for s in sorted(import_sets, key=lambda s: s["number"])]
-    firsts = [tables.index(t) for t in ("u_itam_hardware_inventory", "u_itam_contracts", "u_itam_installed_applications")]
+    firsts = [
+        tables.index(t) for t in ("u_itam_hardware_inventory", "u_itam_contracts", "u_itam_installed_applications")
+    ]
     assert firsts == sorted(firsts)
 
 
@@ -57,7 +65,9 @@ def test_servicenow_side_counts_are_read_back(sandbox, configure_tenant, invento
         pytest.param(lambda s: s.faults.set_latency(30), id="latency"),
     ],
 )
-def test_transient_faults_are_retried_and_nothing_is_lost_or_sent_twice(sandbox, configure_tenant, inventory, run_export, fault):
+def test_transient_faults_are_retried_and_nothing_is_lost_or_sent_twice(
+    sandbox, configure_tenant, inventory, run_export, fault
+):
     inventory(computers=60, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
     fault(sandbox)
@@ -69,7 +79,9 @@ def test_transient_faults_are_retried_and_nothing_is_lost_or_sent_twice(sandbox,
     assert len(computers) == 60 and len({c["u_source_id"] for c in computers}) == 60
 
 
-def test_a_batch_that_keeps_failing_is_recorded_and_the_run_goes_on(app, sandbox, configure_tenant, inventory, run_export):
+def test_a_batch_that_keeps_failing_is_recorded_and_the_run_goes_on(
+    app, sandbox, configure_tenant, inventory, run_export
+):
     app.extensions["itam_admin"].config = app.extensions["itam_admin"].config.__class__(
         **{**app.extensions["itam_admin"].config.__dict__, "batch_size": 20, "max_retries": 1, "requests_in_flight": 1}
     )

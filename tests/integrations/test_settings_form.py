@@ -7,7 +7,6 @@ import re
 import pytest
 
 from itam_admin.tenant_settings import load_settings
-from tests.conftest import INTEGRATIONS
 from tests.integrations.test_access import VALID, save
 
 
@@ -70,7 +69,9 @@ def test_bad_instance_urls_are_refused_next_to_the_field_and_nothing_is_lost(app
         # An internationalised host name is valid; it is stored in its ASCII (punycode) form.
         assert response.status_code == 302
         with app.app_context():
-            assert load_settings("acme").instance_url == "https://" + "äcme".encode("idna").decode() + ".service-now.com"
+            assert (
+                load_settings("acme").instance_url == "https://" + "äcme".encode("idna").decode() + ".service-now.com"
+            )
         return
     assert response.status_code == 400
     html = response.get_data(as_text=True)
@@ -87,16 +88,20 @@ def test_bad_instance_urls_are_refused_next_to_the_field_and_nothing_is_lost(app
 
 def test_loopback_instance_is_accepted_only_when_insecure_is_allowed(app_env, tmp_path):
     from itam_admin.integrations.forms import ServiceNowSettingsForm
-    from itam_admin.tenant_settings import ServiceNowSettings
     from itam_admin.portal import create_app
+    from itam_admin.tenant_settings import ServiceNowSettings
 
     app_env["ITAM_SERVICENOW_ALLOW_INSECURE"] = "1"
     application = create_app(env=app_env, instance_path=str(tmp_path / "i2"))
     with application.test_request_context(method="POST", data={**VALID, "instance_url": "http://127.0.0.1:8765"}):
-        form = ServiceNowSettingsForm(stored=ServiceNowSettings(), allowed_hosts=("*.service-now.com",), allow_insecure=True, meta={"csrf": False})
+        form = ServiceNowSettingsForm(
+            stored=ServiceNowSettings(), allowed_hosts=("*.service-now.com",), allow_insecure=True, meta={"csrf": False}
+        )
         assert form.validate(), form.errors
         assert form.change().instance_url == "http://127.0.0.1:8765"
-        form = ServiceNowSettingsForm(stored=ServiceNowSettings(), allowed_hosts=("*.service-now.com",), allow_insecure=True, meta={"csrf": False})
+        form = ServiceNowSettingsForm(
+            stored=ServiceNowSettings(), allowed_hosts=("*.service-now.com",), allow_insecure=True, meta={"csrf": False}
+        )
         form.instance_url.data = "http://169.254.169.254"
         assert not form.validate()
 
@@ -159,7 +164,9 @@ def test_custom_credentials_are_required_when_ticked_then_masked_then_cleared_wh
     assert "Enter the Client ID" in " ".join(field_errors(html, "client_id"))
     assert "Enter the Client Secret" in " ".join(field_errors(html, "client_secret"))
 
-    response = save(client, token, use_custom_credentials="y", client_id="my-client-id", client_secret="my-client-secret")
+    response = save(
+        client, token, use_custom_credentials="y", client_id="my-client-id", client_secret="my-client-secret"
+    )
     assert response.status_code == 302
     html = admin()[0].get_data(as_text=True)
     assert "my-client-id" not in html and "my-client-secret" not in html
@@ -168,7 +175,10 @@ def test_custom_credentials_are_required_when_ticked_then_masked_then_cleared_wh
         assert load_settings("acme").uses_custom_credentials
 
     # The masks coming back keep them.
-    assert save(client, token, use_custom_credentials="y", client_id="********", client_secret="********").status_code == 302
+    assert (
+        save(client, token, use_custom_credentials="y", client_id="********", client_secret="********").status_code
+        == 302
+    )
     with app.app_context():
         assert load_settings("acme").uses_custom_credentials
 
