@@ -26,8 +26,8 @@ class MaskedSecretInput(PasswordInput):
         super().__init__(hide_value=True)
 
     def __call__(self, field, **kwargs):
-        if getattr(field, "stored", False):
-            kwargs["value"] = MASK
+        # Never echo a typed secret back (after Test connection or a failed save): only the mask, or nothing.
+        kwargs["value"] = MASK if getattr(field, "stored", False) else ""
         kwargs.setdefault("autocomplete", "off")
         kwargs.setdefault("spellcheck", "false")
         return super(PasswordInput, self).__call__(field, **kwargs)

@@ -199,4 +199,4 @@ def test_servicenow(identity: Identity):
     if not form.validate_on_submit():
         return render_page(identity, settings, form, status=400, test_failed_validation=True)
     result = test_connection(identity.tenant_id, form, settings)
-    return render_page(identity, settings, form, test_result=result, keep_typed=True)
+    return render_page(identity, settings, form, test_result=result)

@@ -50,7 +50,7 @@ def _failure_response(failure: Failure, kind: str):
         message = f"{message} {MARKUP}"
     detail = failure.detail if failure.detail is not None else "Injected by the ServiceNow sandbox"
     headers = {}
-    if failure.retry_after is not None or failure.status in (429, 503):
+    if failure.retry_after is not None or failure.status == 429:
         headers["Retry-After"] = str(failure.retry_after if failure.retry_after is not None else 1)
     return errors.api_error(failure.status, message, detail, headers)
 
@@ -71,7 +71,7 @@ class WireMiddleware:
             drop = faults.take_drop(kind)
             if drop == "before":
                 _drain(environ)
-                metrics.dropped += 1
+                metrics.fault_applied("dropped")
                 raise DropConnection("dropped by the sandbox before handling")
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000)
@@ -84,7 +84,7 @@ class WireMiddleware:
             return start_response(status, headers, exc_info) if drop != "after" else (lambda data: None)
 
         if failure is not None:
-            metrics.failed_on_purpose += 1
+            metrics.fault_applied("failed_on_purpose")
             _drain(environ)
             body = list(_failure_response(failure, kind)(environ, recording_start_response))
         else:
@@ -96,7 +96,7 @@ class WireMiddleware:
                     result.close()
         metrics.request_done(kind, status_holder[0], time.perf_counter() - started)
         if drop == "after":
-            metrics.dropped += 1
+            metrics.fault_applied("dropped")
             raise DropConnection("dropped by the sandbox after handling")
         return body
 

@@ -1,6 +1,25 @@
-"""The sandbox's control endpoints under /sandbox/api/ (faults, state, clients, tokens, reset) for tests and the
-`sandbox-fault` command. No auth: the sandbox listens on loopback only. Requests must be JSON, so a web page
-elsewhere cannot drive them with a plain form post."""
+"""The sandbox's control endpoints under /sandbox/api/ for tests and the `sandbox-fault` command. No auth: the
+sandbox listens on loopback only; requests must be JSON, so a web page elsewhere cannot drive them with a form.
+
+POST /sandbox/api/faults, every key optional, applied in this order::
+
+    {"clear": true,                                   # remove every fault first
+     "latency_ms": 100,
+     "fail_next": {"count": 3, "status": 503, "message": null, "detail": null,
+                   "markup": false, "retry_after": null, "scope": "api"},   # scope: api | token | all
+     "drop_next": {"count": 2, "when": "before", "scope": "api"},           # when: before | after handling
+     "rate_limit": {"limit": 100, "window_seconds": 3600},                  # or null to remove
+     "revoke_tokens": {"user": "admin"} | {"token": "..."} | {"all": true},
+     "expire_tokens": {"user": "admin", "kind": "access"},                  # kind: access | refresh | all
+     "token_lifetimes": {"access_seconds": 1800, "refresh_seconds": 8640000, "rotate_refresh_tokens": false},
+     "max_payload_bytes": 10485760}
+    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit"}, "revoked": N, "expired": N}
+
+GET /sandbox/api/faults -> the "faults" object above. GET /sandbox/api/state[?wait_idle=SECONDS] -> counters
+(see SandboxState.snapshot). POST /sandbox/api/clients {"client_id", "client_secret", "name"}; POST
+/sandbox/api/refresh_tokens {"username", "password", "client_id"} -> {"refresh_token"}; POST /sandbox/api/reset.
+Errors: 400/415 {"error": "..."}.
+"""
 
 from __future__ import annotations
 
@@ -71,8 +90,7 @@ def _apply_tokens(sandbox: SandboxState, body: Mapping[str, object]) -> dict[str
 
 @bp.post("/faults")
 def set_faults() -> Response:
-    """Body: any of latency_ms, fail_next, drop_next, rate_limit, revoke_tokens, expire_tokens, token_lifetimes,
-    max_payload_bytes, clear (see the README of the sandbox in __init__.py)."""
+    """Apply faults and token changes (the body is described in this module's docstring)."""
     body = _body()
     if isinstance(body, Response):
         return body

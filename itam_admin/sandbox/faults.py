@@ -77,7 +77,7 @@ class Faults:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
-        self._clock = clock
+        self.clock = clock  # replaceable, so tests can move rate limit windows without waiting
         self.latency_ms = 0.0
         self._failure: Failure | None = None
         self._drop: Drop | None = None
@@ -157,7 +157,7 @@ class Faults:
             rate = self._rate
             if rate is None:
                 return None
-            now = self._clock()
+            now = self.clock()
             window = int(now // rate.window_seconds)
             reset = (window + 1) * rate.window_seconds
             used = rate.counts.get((user_name, window), 0) + 1

@@ -138,8 +138,8 @@ class WSGIHandler(BaseHTTPRequestHandler):
     def _send(self, status: str, headers: list[tuple[str, str]], chunks: list[bytes]) -> None:
         body = b"".join(chunks)
         names = {name.lower() for name, _ in headers}
-        lines = [f"{self.protocol_version} {status}"]
-        lines += [f"{name}: {value}" for name, value in headers]
+        lines = [f"{self.protocol_version} {status}", f"Date: {self.date_time_string()}", "Server: ServiceNow"]
+        lines += [f"{name}: {value}" for name, value in headers if name.lower() not in ("date", "server")]
         if "content-length" not in names and self.command != "HEAD":
             lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")

@@ -156,7 +156,7 @@ class ImportService:
                 self._record_run(conn, staging, import_set_id, results, user, time.perf_counter() - started)
                 if batch_id is not None:
                     conn.execute("UPDATE sandbox_batch SET state = 'done', payload = '' WHERE id = ?", (batch_id,))
-        self.transform_seconds += time.perf_counter() - started
+            self.transform_seconds += time.perf_counter() - started
         return results
 
     @staticmethod

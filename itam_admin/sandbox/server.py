@@ -4,6 +4,7 @@ CLI). Both listen on loopback only and refuse any other host."""
 from __future__ import annotations
 
 import ipaddress
+import signal
 import tempfile
 import threading
 from collections.abc import Callable
@@ -141,8 +142,14 @@ class SandboxServer:
         self.state.reset_data()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(server: SandboxServer, on_ready: Callable[[SandboxServer], None] | None = None) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C), then stop cleanly."""
+    """Serve in the foreground until interrupted (Ctrl-C or SIGTERM), then stop cleanly."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     if on_ready is not None:
         on_ready(server)
     try:

@@ -42,6 +42,11 @@ class Metrics:
                 self.api_handling_seconds += seconds
             self.handling_max_seconds = max(self.handling_max_seconds, seconds)
 
+    def fault_applied(self, kind: str) -> None:
+        """kind: "dropped" or "failed_on_purpose"."""
+        with self._lock:
+            setattr(self, kind, getattr(self, kind) + 1)
+
     def batch_received(self, staging_table: str, records: int) -> None:
         with self._lock:
             self.batches_received[staging_table] += 1

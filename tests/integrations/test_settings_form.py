@@ -244,3 +244,20 @@ def test_audit_trail_records_who_changed_what_but_never_a_secret_value(app, clie
     dumped = " ".join(str(row.value) for row in rows)
     for secret in (VALID["token"], "second-token-value", "audit-client-id", "audit-client-secret"):
         assert secret not in dumped
+
+
+def test_a_typed_secret_is_never_echoed_back_after_a_failed_save(client, admin):
+    _, token = admin()
+    response = save(
+        client,
+        token,
+        instance_url="http://bad.example",
+        token="typed-refresh-token-value",
+        use_custom_credentials="y",
+        client_id="typed-client-id",
+        client_secret="typed-client-secret",
+    )
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    for secret in ("typed-refresh-token-value", "typed-client-id", "typed-client-secret"):
+        assert secret not in html

@@ -51,8 +51,8 @@ def start(*args: str) -> Process:
     return Process(process, match.group(1))
 
 
-def stop(running: Process) -> int:
-    running.process.send_signal(signal.SIGINT)
+def stop(running: Process, how: signal.Signals = signal.SIGINT) -> int:
+    running.process.send_signal(how)
     try:
         return running.process.wait(10)
     finally:
@@ -159,7 +159,7 @@ def test_sandbox_with_a_database_file_keeps_its_state_there(tmp_path):
         timeout=10,
     )
     requests.get(f"{running.url}/sandbox/api/state?wait_idle=10", timeout=20)
-    assert stop(running) == 0
+    assert stop(running, signal.SIGTERM) == 0  # stops cleanly on SIGTERM too
 
     with SandboxServer(database=str(database)) as reopened:
         assert [r["name"] for r in reopened.records("cmdb_ci_computer")] == ["Kept"]
