@@ -139,12 +139,13 @@ def test_403_is_forbidden_at_once(client, rsps, token_endpoint, sleeps):
 @pytest.mark.parametrize(
     "headers, expected",
     [
-        ({"Retry-After": "7"}, 7),
-        ({"Retry-After": formatdate(time.time() + 20, usegmt=True)}, 20),
-        ({"X-RateLimit-Reset": str(int(time.time()) + 12)}, 12),
+        (lambda: {"Retry-After": "7"}, 7),
+        (lambda: {"Retry-After": formatdate(time.time() + 20, usegmt=True)}, 20),
+        (lambda: {"X-RateLimit-Reset": str(int(time.time()) + 12)}, 12),
     ],
 )
 def test_429_waits_as_servicenow_says_then_retries(client, rsps, token_endpoint, sleeps, headers, expected):
+    headers = headers()  # made now, not at collection: the dates are relative to the moment of the call
     rsps.add(responses.POST, IMPORT, json={"error": {"message": "Rate limit exceeded"}}, status=429, headers=headers)
     rsps.add(responses.POST, IMPORT, json=IDS, status=201)
 
