@@ -293,12 +293,12 @@ def upsert_sent(tenant: str, key: str, data_type: str, rows: list[tuple[str, str
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(SentRecord)
+    statement = insert(SentRecord.__table__)  # Core executemany: the ORM bulk path costs 5x more per row
     statement = statement.on_conflict_do_update(
         index_elements=["tenant_id", "instance_key", "data_type", "source_id"],
         set_={"content_hash": statement.excluded.content_hash},
     )
-    db.session.execute(
+    db.session.connection().execute(
         statement,
         [
             {"tenant_id": tenant, "instance_key": key, "data_type": data_type, "source_id": sid, "content_hash": h}
