@@ -41,13 +41,23 @@ class ConnectionCheck:
     name: str  # display name
     sys_id: str
     token_expires_at: datetime
+    roles: tuple[str, ...] | None = None  # None: the instance did not say
+
+    @property
+    def lacks_admin(self) -> bool:
+        return self.roles is not None and "admin" not in self.roles
 
     @property
     def ok(self) -> bool:
-        return self.user_found
+        return self.user_found and not self.lacks_admin
 
     @property
     def message(self) -> str:
+        if self.user_found and self.lacks_admin:
+            return (
+                f"Connected to ServiceNow at {self.host} as {self.user_name}, but this user does not have the admin "
+                "role that importing data needs. Generate the token as a ServiceNow user with the admin role."
+            )
         if self.user_found:
             who = f"{self.user_name} ({self.name})" if self.name else self.user_name
             return f"Connected to ServiceNow at {self.host} as {who}."
@@ -80,6 +90,12 @@ def _count(value: object) -> int:
         return int(float(str(value or 0)))
     except ValueError:
         return 0
+
+
+def _roles(row: dict | None) -> tuple[str, ...] | None:
+    if not row or "roles" not in row:
+        return None
+    return tuple(role.strip() for role in _text(row["roles"]).split(",") if role.strip())
 
 
 def _text(value: object) -> str:
@@ -130,7 +146,7 @@ class ServiceNowClient:
         params = {
             "sysparm_query": f"user_name={username.replace('^', '^^')}",
             "sysparm_limit": "1",
-            "sysparm_fields": "user_name,name,sys_id",
+            "sysparm_fields": "user_name,name,sys_id,roles",
         }
         body = self._call("GET", "/api/now/table/sys_user", what="the sys_user table", params=params)
         rows = body.get("result") if isinstance(body, dict) else None
@@ -144,6 +160,7 @@ class ServiceNowClient:
             name=_text((row or {}).get("name")),
             sys_id=_text((row or {}).get("sys_id")),
             token_expires_at=token.expires_at,
+            roles=_roles(row),
         )
 
     def insert_multiple(self, staging_table: str, body: bytes) -> ImportSetIds:

@@ -75,7 +75,7 @@ def test_check_connection_reads_the_user_once(client, rsps, token_endpoint, sn):
     assert parse_qs(urlsplit(request.url).query) == {
         "sysparm_query": [f"user_name={sn.username}"],
         "sysparm_limit": ["1"],
-        "sysparm_fields": ["user_name,name,sys_id"],
+        "sysparm_fields": ["user_name,name,sys_id,roles"],
     }
     assert check.ok and (check.user_name, check.name, check.sys_id) == (sn.username, "ITAM Export", "c" * 32)
     assert check.message == f"Connected to ServiceNow at acme.service-now.com as {sn.username} (ITAM Export)."

@@ -1,0 +1,96 @@
+"""Test connection against the sandbox over HTTP: success with a token from its page, and each clear failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from itam_admin.tenant_settings import load_settings
+from tests.conftest import INTEGRATIONS, csrf_token_from
+
+
+@pytest.fixture
+def app_env(app_env):
+    app_env["ITAM_SERVICENOW_ALLOW_INSECURE"] = "1"
+    return app_env
+
+
+@pytest.fixture
+def sandbox():
+    from itam_admin.sandbox import SandboxServer
+
+    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
+        server.add_client("tenant-own-client", "tenant-own-secret")
+        yield server
+
+
+def try_connection(client, sandbox, token, **extra):
+    page = client.get(INTEGRATIONS).get_data(as_text=True)
+    data = {
+        "instance_url": sandbox.url,
+        "username": "admin",
+        "token": token,
+        "export_data": ["contracts"],
+        "csrf_token": csrf_token_from(page),
+        **extra,
+    }
+    response = client.post(f"{INTEGRATIONS}/servicenow/test", data=data)
+    return response.get_data(as_text=True)
+
+
+def test_succeeds_with_a_token_from_the_sandbox_and_saves_nothing(app, client, auth, sandbox):
+    auth.login()
+    token = sandbox.generate_refresh_token("admin", "admin")
+    html = try_connection(client, sandbox, token)
+    assert "Connection works." in html and "as admin" in html and "valid until" in html
+    assert token not in html
+    with app.app_context():
+        assert load_settings("acme").instance_url == ""
+
+
+def test_fails_clearly_after_the_token_is_revoked(client, auth, sandbox):
+    auth.login()
+    token = sandbox.generate_refresh_token("admin", "admin")
+    sandbox.revoke_tokens(everything=True)
+    html = try_connection(client, sandbox, token)
+    assert "Connection failed." in html and "Generate a new token in ServiceNow and paste it in Token" in html
+
+
+def test_fails_clearly_with_a_wrong_client_secret(client, auth, sandbox):
+    auth.login()
+    token = sandbox.generate_refresh_token("admin", "admin", client_id="tenant-own-client")
+    html = try_connection(
+        client, sandbox, token, use_custom_credentials="y", client_id="tenant-own-client", client_secret="wrong"
+    )
+    assert "Connection failed." in html and "Client ID and Client Secret" in html
+    html = try_connection(
+        client,
+        sandbox,
+        token,
+        use_custom_credentials="y",
+        client_id="tenant-own-client",
+        client_secret="tenant-own-secret",
+    )
+    assert "Connection works." in html
+
+
+def test_fails_clearly_for_a_user_without_the_admin_role(client, auth, sandbox):
+    import requests
+
+    auth.login()
+    token = requests.post(
+        f"{sandbox.url}/oauth_token.do",
+        data={
+            "grant_type": "password",
+            "client_id": "default-client",
+            "client_secret": "default-client-secret",
+            "username": "itil",
+            "password": "itil",
+        },
+        timeout=10,
+    ).json()["refresh_token"]
+    page = client.get(INTEGRATIONS).get_data(as_text=True)
+    html = client.post(
+        f"{INTEGRATIONS}/servicenow/test",
+        data={"instance_url": sandbox.url, "username": "itil", "token": token, "csrf_token": csrf_token_from(page)},
+    ).get_data(as_text=True)
+    assert "Connection failed." in html and "does not have the admin role" in html
