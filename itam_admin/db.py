@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -27,3 +28,14 @@ db = SQLAlchemy(model_class=Base)
 def utcnow() -> datetime:
     """Naive UTC now: every timestamp in our tables is UTC without tzinfo, on SQLite and PostgreSQL alike."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_for_several_processes(dbapi_connection, _record) -> None:
+    """SQLite serves the demo and the tests with a web process and workers at once: wait for locks, and let readers
+    read while a worker writes (WAL)."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
