@@ -205,11 +205,11 @@ def _insert_rows(connection: Connection, table: Table, columns: Sequence[str], r
     total = 0
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-                total += 1
+        with connection.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    total += 1
         return total
     iterator = iter(rows)
     if not dialect.positional:

@@ -78,13 +78,18 @@ class SqlInventorySource:
         return self._fetch(_base_query(data_type, tenant_id, func.count()))[0][0]
 
     def iter_records(self, tenant_id: str, data_type: str) -> Iterator[dict[str, str]]:
-        build = record_builder(data_type)
-        key = TABLES_BY_DATA_TYPE[data_type].c.source_id
+        build = record_builder(data_type)  # an unknown data type fails here, not at the first record
+        key: ColumnElement[str] = TABLES_BY_DATA_TYPE[data_type].c.source_id
         if self._dialect_name() == "postgresql":
             # The column is declared COLLATE "C" already; saying so again keeps the order right on a database
             # migrated by hand without it (the index then no longer serves the sort, but the order stays correct).
             key = key.collate("C")
         query = _base_query(data_type, tenant_id, *_columns(data_type)).order_by(key).limit(self.chunk_size)
+        return self._stream(query, key, build)
+
+    def _stream(
+        self, query: Select[Any], key: ColumnElement[str], build: Callable[[Any], dict[str, str]]
+    ) -> Iterator[dict[str, str]]:
         last: str | None = None
         while True:
             rows = self._fetch(query if last is None else query.where(key > last))

@@ -1,0 +1,244 @@
+"""What an export reads: only the tenant's records, exactly as sent, in code-point order of their source ids,
+streamed in chunks."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event, insert, text
+from sqlalchemy.orm import sessionmaker
+
+from itam_admin.db import db
+from itam_admin.exports.records import DATA_TYPES, FIELDS
+from itam_admin.inventory.demo_data import generate_inventory
+from itam_admin.inventory.models import Computer, Contract, InstalledApplication
+from itam_admin.inventory.source import InventorySource, SqlInventorySource
+
+# Where a linguistic collation and code-point order disagree: case, digits against letters, punctuation, accents.
+AWKWARD_SOURCE_IDS = ["b", "B", "a", "A", "10", "9", "a-1", "a_1", "a1", "Z", "z", "é", "e", "ä", "~", " x", "ÿ"]
+
+
+def add_computer(tenant_id, source_id, **fields):
+    computer = Computer(tenant_id=tenant_id, source_id=source_id, name=fields.pop("name", f"PC-{source_id}"), **fields)
+    db.session.add(computer)
+    db.session.flush()
+    return computer
+
+
+def add_install(computer, source_id, **fields):
+    install = InstalledApplication(
+        tenant_id=computer.tenant_id,
+        source_id=source_id,
+        computer=computer,
+        display_name=fields.pop("display_name", "Google Chrome"),
+        **fields,
+    )
+    db.session.add(install)
+    return install
+
+
+def add_contract(tenant_id, source_id, **fields):
+    contract = Contract(tenant_id=tenant_id, source_id=source_id, contract_number=f"N-{source_id}", **fields)
+    db.session.add(contract)
+    return contract
+
+
+@pytest.fixture
+def two_tenants(engine):
+    """acme and globex with the same source ids, and different names, in every data type."""
+    for tenant_id in ("acme", "globex"):
+        for number in range(3):
+            computer = add_computer(tenant_id, f"HW-{number}", name=f"{tenant_id}-pc-{number}")
+            add_install(computer, f"SW-{number}")
+            add_contract(tenant_id, f"CT-{number}", vendor=f"{tenant_id} vendor")
+    add_computer("globex", "HW-only-globex")
+    db.session.commit()
+
+
+def test_the_default_source_is_an_inventory_source():
+    assert isinstance(SqlInventorySource(), InventorySource)
+
+
+@pytest.mark.parametrize("data_type", DATA_TYPES)
+def test_a_tenant_sees_only_its_own_records(two_tenants, data_type):
+    source = SqlInventorySource()
+    records = list(source.iter_records("acme", data_type))
+    assert source.count("acme", data_type) == len(records) == 3
+    assert "globex" not in repr(records)
+    assert source.count("globex", data_type) == (4 if data_type == "hardware_inventory" else 3)
+    assert source.count("initech", data_type) == 0
+    assert list(source.iter_records("initech", data_type)) == []
+
+
+def test_installs_carry_their_computers_source_id_and_name(two_tenants):
+    records = list(SqlInventorySource().iter_records("globex", "installed_applications"))
+    assert [(r["u_source_id"], r["u_computer_source_id"], r["u_computer_name"]) for r in records] == [
+        ("SW-0", "HW-0", "globex-pc-0"),
+        ("SW-1", "HW-1", "globex-pc-1"),
+        ("SW-2", "HW-2", "globex-pc-2"),
+    ]
+
+
+def test_an_install_linked_to_another_tenants_computer_is_never_read(engine, two_tenants):
+    with engine.begin() as connection:
+        globex_computer = connection.scalar(text("SELECT id FROM itam_computer WHERE tenant_id = 'globex' LIMIT 1"))
+        connection.execute(
+            insert(InstalledApplication.__table__).values(
+                tenant_id="acme", source_id="SW-stray", computer_id=globex_computer, display_name="Stray"
+            )
+        )
+    source = SqlInventorySource()
+    records = list(source.iter_records("acme", "installed_applications"))
+    assert "SW-stray" not in [r["u_source_id"] for r in records]
+    assert "globex" not in repr(records)
+    assert source.count("acme", "installed_applications") == len(records)
+
+
+@pytest.mark.parametrize("data_type", DATA_TYPES)
+def test_records_come_in_code_point_order_of_source_ids(engine, data_type):
+    computer = add_computer("acme", "host")
+    for source_id in AWKWARD_SOURCE_IDS:
+        if data_type == "hardware_inventory":
+            add_computer("acme", source_id)
+        elif data_type == "installed_applications":
+            add_install(computer, source_id)
+        else:
+            add_contract("acme", source_id)
+    db.session.commit()
+    expected = sorted(AWKWARD_SOURCE_IDS + (["host"] if data_type == "hardware_inventory" else []))
+    for chunk_size in (3, 2000):  # ordered within a chunk, and across chunks by the keyset
+        source = SqlInventorySource(chunk_size=chunk_size)
+        assert [r["u_source_id"] for r in source.iter_records("acme", data_type)] == expected
+
+
+def test_records_are_mapped_exactly_as_sent_after_a_round_trip_through_the_database(engine):
+    computer = add_computer(
+        "acme",
+        "HW-1",
+        name="NYC-NB-000001",
+        serial_number="5CG1234XYZ",
+        manufacturer="HP",
+        cpu_count=2,
+        ram_mb=16384,
+        is_virtual=True,
+        last_inventory_date=datetime(2026, 10, 5, 7, 8, 9, 123456),
+    )
+    add_install(computer, "SW-1", version="1.2.3", install_date=date(2024, 2, 29))
+    add_contract("acme", "CT-1", starts=date(2025, 1, 1), total_cost=Decimal("1234.50"), renewable=False)
+    db.session.commit()
+    source = SqlInventorySource()
+    [hardware] = source.iter_records("acme", "hardware_inventory")
+    [install] = source.iter_records("acme", "installed_applications")
+    [contract] = source.iter_records("acme", "contracts")
+    assert hardware == dict.fromkeys(FIELDS["hardware_inventory"], "") | {
+        "u_source_id": "HW-1",
+        "u_name": "NYC-NB-000001",
+        "u_serial_number": "5CG1234XYZ",
+        "u_manufacturer": "HP",
+        "u_cpu_count": "2",
+        "u_ram_mb": "16384",
+        "u_is_virtual": "true",
+        "u_last_inventory_date": "2026-10-05 07:08:09",
+        "u_operational_status": "operational",
+    }
+    assert install == dict.fromkeys(FIELDS["installed_applications"], "") | {
+        "u_source_id": "SW-1",
+        "u_computer_source_id": "HW-1",
+        "u_computer_name": "NYC-NB-000001",
+        "u_display_name": "Google Chrome",
+        "u_version": "1.2.3",
+        "u_install_date": "2024-02-29",
+        "u_operational_status": "operational",
+    }
+    assert contract == dict.fromkeys(FIELDS["contracts"], "") | {
+        "u_source_id": "CT-1",
+        "u_contract_number": "N-CT-1",
+        "u_starts": "2025-01-01",
+        "u_total_cost": "1234.50",
+        "u_renewable": "false",
+        "u_operational_status": "operational",
+    }
+
+
+@pytest.fixture
+def fifty_installs(engine):
+    computers = [add_computer("acme", f"HW-{n:02d}") for n in range(5)]
+    for n in range(50):
+        add_install(computers[n % 5], f"SW-{n:02d}")
+    db.session.commit()
+
+
+@pytest.fixture
+def queries(engine):
+    """The SQL statements run on the engine during the test, with their parameters."""
+    seen: list[tuple[str, object]] = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    yield seen
+    event.remove(engine, "before_cursor_execute", remember)
+
+
+def test_streaming_over_many_chunks_returns_every_record_exactly_once(fifty_installs, queries):
+    records = list(SqlInventorySource(chunk_size=7).iter_records("acme", "installed_applications"))
+    assert [r["u_source_id"] for r in records] == [f"SW-{n:02d}" for n in range(50)]
+    selects = [q for q, _ in queries if q.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == math.ceil(50 / 7)  # one bounded query per chunk, never all rows at once
+    assert all("LIMIT" in q.upper() for q in selects)
+
+
+def test_records_are_read_lazily_one_chunk_at_a_time(fifty_installs, queries):
+    records = SqlInventorySource(chunk_size=10).iter_records("acme", "installed_applications")
+    assert queries == []
+    first = next(records)
+    assert first["u_source_id"] == "SW-00"
+    assert len(queries) == 1
+    rest = list(records)
+    assert len(rest) == 49 and len(queries) == 6  # the last, empty chunk ends the stream
+
+
+def test_an_exact_multiple_of_the_chunk_size_is_read_completely(fifty_installs):
+    source = SqlInventorySource(chunk_size=10)
+    assert len(list(source.iter_records("acme", "installed_applications"))) == 50
+
+
+@pytest.mark.parametrize("factory", ["engine", "sessionmaker", "db.session"])
+def test_a_source_reads_through_an_engine_or_a_session_factory(two_tenants, engine, factory):
+    target = {"engine": engine, "sessionmaker": sessionmaker(bind=engine), "db.session": db.session}[factory]
+    source = SqlInventorySource(target, chunk_size=2)
+    assert source.count("acme", "contracts") == 3
+    assert [r["u_source_id"] for r in source.iter_records("acme", "contracts")] == ["CT-0", "CT-1", "CT-2"]
+
+
+def test_an_unknown_data_type_is_refused(engine):
+    with pytest.raises(ValueError, match="unknown data type"):
+        SqlInventorySource().count("acme", "printers")
+    with pytest.raises(ValueError, match="unknown data type"):
+        SqlInventorySource().iter_records("acme", "printers")
+
+
+def test_chunk_size_must_be_positive():
+    with pytest.raises(ValueError):
+        SqlInventorySource(chunk_size=0)
+
+
+def test_on_postgresql_the_index_serves_the_ordered_chunks(engine, dialect, queries):
+    if dialect != "postgresql":
+        pytest.skip("PostgreSQL query plans only")
+    generate_inventory("acme", computers=300, installs=3000, contracts=10)
+    for data_type in ("hardware_inventory", "installed_applications"):
+        queries.clear()
+        list(SqlInventorySource(chunk_size=100).iter_records("acme", data_type))
+        statement, parameters = queries[1]  # a chunk after the first: with its keyset condition
+        with engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            # On a table this small a full scan is cheaper; forbid it to see whether the index gives the order.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            plan = "\n".join(row[0] for row in cursor.execute("EXPLAIN " + statement, parameters))
+        assert "Index Scan" in plan and "Sort" not in plan, plan
