@@ -25,7 +25,6 @@ from itam_admin.exports.models import (
     SUCCEEDED,
     ExportBatchFailure,
     ExportRun,
-    ExportRunDataType,
     SentRecord,
 )
 from itam_admin.exports.records import DATA_TYPES, LABELS, STAGING_TABLES
@@ -137,6 +136,7 @@ class Exporter:
         self.counts = {dt.data_type: dt for dt in run.data_types}
         self.last_progress = 0.0
         self.batch_number = 0
+        self.import_set_ids: dict[str, list[str]] = {data_type: [] for data_type in self.counts}
 
     def export(self) -> None:
         for data_type in DATA_TYPES:
@@ -154,15 +154,17 @@ class Exporter:
             try:
                 for batch in self.batches(data_type):
                     while len(pending) >= in_flight:
-                        pending = self.collect(pending)
+                        self.collect(pending)
                     pending.add(pool.submit(send_batch, self.client, staging_table, batch))
                 while pending:
-                    pending = self.collect(pending)
+                    self.collect(pending)
             except RunStopped:
                 for future in pending:
                     future.cancel()
                 self.drain(pending)
                 raise
+        # Stored once per data type, not at every progress save: a big export has thousands of import sets.
+        counts.import_set_ids = list(self.import_set_ids[data_type])
         self.save_progress(force=True)
 
     def batches(self, data_type: str):
@@ -170,7 +172,6 @@ class Exporter:
         counts = self.counts[data_type]
         limit_records, limit_bytes = self.config.batch_size, self.config.max_batch_bytes
         batch = Batch(data_type, self.next_batch_number())
-        retirements_seen = 0
         for planned in planner.plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full):
             action = planned.action
             if action == planner.UNCHANGED:
@@ -178,8 +179,7 @@ class Exporter:
                 self.save_progress()
                 continue
             if action == planner.RETIRED:
-                retirements_seen += 1
-                counts.total = max(counts.total, 0) + 1
+                counts.total += 1  # the source's count does not include records deleted from ITAM
             if batch.items and (
                 len(batch.items) >= limit_records or batch.size + len(planned.encoded) + 1 > limit_bytes
             ):
@@ -194,12 +194,20 @@ class Exporter:
         self.batch_number += 1
         return self.batch_number
 
-    def collect(self, pending: set[Future]) -> set[Future]:
-        done, pending = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+    def collect(self, pending: set[Future]) -> None:
+        """Record the batches that finished and take them out of `pending`; a stop is raised only after every
+        finished batch is recorded, so `pending` then holds exactly the batches still unrecorded."""
+        done, _ = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+        pending.difference_update(done)
+        stopped: RunStopped | None = None
         for future in done:
-            self.record(future.result())  # RunStopped propagates from here
+            try:
+                self.record(future.result())
+            except RunStopped as error:
+                stopped = stopped or error
         self.save_progress(force=not done)
-        return pending
+        if stopped is not None:
+            raise stopped
 
     def drain(self, pending: set[Future]) -> None:
         """After a stop: wait for batches already on the wire and remember what ServiceNow accepted."""
@@ -224,7 +232,7 @@ class Exporter:
                     counts.changed += 1
                 else:
                     counts.retired += 1
-            counts.import_set_ids = (counts.import_set_ids or []) + outcome.import_set_ids
+            self.import_set_ids[outcome.batch.data_type].extend(outcome.import_set_ids)
         for items, error in outcome.failed:
             counts.failed += len(items)
             db.session.add(
@@ -269,8 +277,8 @@ class Exporter:
 
     def read_back(self) -> None:
         """ServiceNow-side counts of the import sets, where the instance answers; never fails the run."""
-        for counts in self.counts.values():
-            ids = (counts.import_set_ids or [])[:READ_BACK_IMPORT_SETS]
+        for data_type, counts in self.counts.items():
+            ids = self.import_set_ids[data_type][:READ_BACK_IMPORT_SETS]
             if not ids:
                 continue
             try:
@@ -382,6 +390,3 @@ def reap_stale_runs(stale_after_seconds: int) -> int:
         select(ExportRun.id).where(ExportRun.status == RUNNING, ExportRun.heartbeat_at < limit)
     ).all()
     return sum(1 for run_id in stale if mark_interrupted(run_id, "no sign of life from its worker"))
-
-
-__all__ = ["ExportRunDataType", "execute_run", "mark_interrupted", "reap_stale_runs"]
