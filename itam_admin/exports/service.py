@@ -6,8 +6,6 @@ nothing here touches ServiceNow or a secret.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -27,11 +25,6 @@ from itam_admin.tenant_settings import load_settings
 
 class ExportNotStarted(Exception):
     """An export could not be started; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Started:
-    run: ExportRun
 
 
 def active_run(tenant_id: str) -> ExportRun | None:

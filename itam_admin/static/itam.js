@@ -65,7 +65,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-enabled-by]").forEach(followCheckbox);
     document.querySelectorAll("[data-status-url]").forEach(pollStatus);
-    document.querySelectorAll("noscript-refresh, .no-js-only").forEach(function (node) {
+    document.querySelectorAll(".no-js-only").forEach(function (node) {
       node.hidden = true;
     });
   });

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.helpers import AXE_ROUTE, PageLog
+from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ITAM_CHROMIUM", "/usr/bin/chromium")
@@ -207,9 +208,4 @@ def worker(app, app_env, live_portal, tmp_path):
         pytest.fail(f"the worker exited at start (code {process.returncode}):\n{log_path.read_text(errors='replace')}")
     process.log_path = log_path  # type: ignore[attr-defined]
     yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+    stop_process(process)

@@ -8,6 +8,7 @@ from itam_admin import current_plugin
 from itam_admin.db import db
 from itam_admin.identity import Identity
 from itam_admin.tenant_settings import SettingsChange, save_settings
+from tests.conftest import password_grant_refresh_token
 
 ALL_TYPES = ("hardware_inventory", "contracts", "installed_applications")
 ACME_ADMIN = Identity("1", "Alice Admin", "acme", frozenset({"integrations.manage"}))
@@ -35,21 +36,8 @@ def configure_tenant(app, sandbox):
     def configure(tenant: str = "acme", types=ALL_TYPES, user: str = "admin", password: str | None = None, **extra):
         if user == "admin":
             token = sandbox.generate_refresh_token(user, password or user)
-        else:  # the token page refuses users without the admin role; the password grant does not
-            import requests
-
-            answer = requests.post(
-                f"{sandbox.url}/oauth_token.do",
-                data={
-                    "grant_type": "password",
-                    "client_id": "default-client",
-                    "client_secret": "default-client-secret",
-                    "username": user,
-                    "password": password or user,
-                },
-                timeout=10,
-            )
-            token = answer.json()["refresh_token"]
+        else:
+            token = password_grant_refresh_token(sandbox.url, user, password)
         change = SettingsChange(
             instance_url=sandbox.url,
             username=user,

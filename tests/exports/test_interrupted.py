@@ -12,7 +12,7 @@ import psutil
 
 from itam_admin.db import db
 from itam_admin.exports.models import ExportRun
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 
 
 def wait_for(predicate, seconds: float = 60, step: float = 0.2):
@@ -69,12 +69,7 @@ def test_sigkill_of_the_work_horse_ends_interrupted_and_the_next_run_completes(
         assert "interrupted" in message
         assert sent_before < 600
     finally:
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop_process(worker, grace_seconds=20)
 
     sandbox.faults.set_latency(0)
     assert sandbox.wait_idle(20)

@@ -130,4 +130,5 @@ def test_an_unreachable_instance_fails_the_run_clearly(app, configure_tenant, in
     sandbox.stop()
     run = run_export()
     assert run.status == "failed"
-    assert run.message and "Traceback" not in run.message
+    assert run.error_kind == "connection_refused"
+    assert "127.0.0.1" in run.message and "Traceback" not in run.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from itam_admin.tenant_settings import load_settings
-from tests.conftest import INTEGRATIONS, csrf_token_from
+from tests.conftest import INTEGRATIONS, csrf_token_from, password_grant_refresh_token
 
 
 @pytest.fixture
@@ -74,20 +74,8 @@ def test_fails_clearly_with_a_wrong_client_secret(client, auth, sandbox):
 
 
 def test_fails_clearly_for_a_user_without_the_admin_role(client, auth, sandbox):
-    import requests
-
     auth.login()
-    token = requests.post(
-        f"{sandbox.url}/oauth_token.do",
-        data={
-            "grant_type": "password",
-            "client_id": "default-client",
-            "client_secret": "default-client-secret",
-            "username": "itil",
-            "password": "itil",
-        },
-        timeout=10,
-    ).json()["refresh_token"]
+    token = password_grant_refresh_token(sandbox.url, "itil")
     page = client.get(INTEGRATIONS).get_data(as_text=True)
     html = client.post(
         f"{INTEGRATIONS}/servicenow/test",
