@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import click
 from flask.cli import AppGroup
 
@@ -57,6 +59,24 @@ def schedule_command() -> None:
             continue
         due = next_due_at(tenant, settings, config)
         click.echo(f"{tenant}: next export {due:%a %Y-%m-%d %H:%M:%S} UTC")
+
+
+@itam_cli.command("schedule-tick")
+@click.option("--now", "now_text", help="Act as if it were this UTC time (YYYY-MM-DDTHH:MM), e.g. to check a catch-up.")
+def schedule_tick_command(now_text: str | None) -> None:
+    """Run one scheduler pass: start the weekly exports that are due (workers do this every 30 s by themselves)."""
+    from datetime import datetime
+
+    from itam_admin.exports.scheduler_loop import scheduler_pass
+
+    try:
+        now = datetime.fromisoformat(now_text) if now_text else None
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DDTHH:MM (UTC)", param_hint="--now") from None
+    if now is not None and now.tzinfo is not None:
+        now = now.astimezone(UTC).replace(tzinfo=None)
+    done = scheduler_pass(now)
+    click.echo("\n".join(done) if done else "No weekly export was due.")
 
 
 @itam_cli.command("worker")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
 from flask import Flask
 
@@ -14,7 +15,8 @@ from itam_admin.db import db
 log = logging.getLogger("itam_admin.schedule")
 
 
-def scheduler_pass() -> None:
+def scheduler_pass(now: datetime | None = None) -> list[str]:
+    """Reap runs whose worker died, then start the weekly exports due at `now` (default: the clock)."""
     from itam_admin.exports.runner import reap_stale_runs
     from itam_admin.exports.schedule import scheduler_tick
 
@@ -22,7 +24,7 @@ def scheduler_pass() -> None:
     reaped = reap_stale_runs(config.interrupted_after_seconds)
     if reaped:
         log.warning("marked %d export run(s) as interrupted", reaped)
-    scheduler_tick(config)
+    return scheduler_tick(config, now=now)
 
 
 def start_scheduler_thread(app: Flask, tick_seconds: float) -> threading.Thread:
