@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 
 log = logging.getLogger("itam_admin.exports")
 PROGRESS_EVERY_SECONDS = 1.0
+COUNTS = ("total", "sent", "failed", "new", "changed", "retired", "unchanged")
 READ_BACK_IMPORT_SETS = 200  # per data type; enough for the counts of a weekly differential export
 
 
@@ -49,7 +51,6 @@ class Batch:
     data_type: str
     number: int
     items: list[planner.Planned] = field(default_factory=list)
-    size: int = 0
 
 
 @dataclass
@@ -61,17 +62,23 @@ class BatchOutcome:
 
 
 def body_of(items: list[planner.Planned]) -> bytes:
-    return b'{"records":[' + b",".join(item.encoded for item in items) + b"]}"
+    return planner.encode_batch([item.record for item in items])
 
 
-def send_batch(client, staging_table: str, batch: Batch) -> BatchOutcome:
-    """Post a batch; a 413 splits it in halves (down to single records). Runs in a sender thread."""
+def send_batch(client, staging_table: str, batch: Batch, max_bytes: int) -> BatchOutcome:
+    """Post a batch; one over max_bytes, or answered 413, is split in halves (down to single records). Runs in a
+    sender thread, so encoding the body happens there too."""
     outcome = BatchOutcome(batch)
     pending = [batch.items]
     while pending:
         items = pending.pop()
+        body = body_of(items)
+        if len(body) > max_bytes and len(items) > 1:
+            half = len(items) // 2
+            pending.extend([items[half:], items[:half]])
+            continue
         try:
-            ids = client.insert_multiple(staging_table, body_of(items))
+            ids = client.insert_multiple(staging_table, body)
         except ServiceNowError as error:
             if error.stops_run:
                 raise RunStopped(error) from None
@@ -134,6 +141,9 @@ class Exporter:
         self.source = source
         self.config = config
         self.counts = {dt.data_type: dt for dt in run.data_types}
+        # Counted here per record and copied to the run's rows at each progress save: ORM attributes cost too much
+        # to touch per record.
+        self.tally = {dt.data_type: dict.fromkeys(COUNTS, 0) for dt in run.data_types}
         self.last_progress = 0.0
         self.batch_number = 0
         self.import_set_ids: dict[str, list[str]] = {data_type: [] for data_type in self.counts}
@@ -145,7 +155,7 @@ class Exporter:
 
     def export_data_type(self, data_type: str) -> None:
         counts = self.counts[data_type]
-        counts.total = self.source.count(self.run.tenant_id, data_type)
+        self.tally[data_type]["total"] = self.source.count(self.run.tenant_id, data_type)
         self.save_progress(force=True)
         staging_table = STAGING_TABLES[data_type]
         in_flight = self.config.requests_in_flight
@@ -155,7 +165,7 @@ class Exporter:
                 for batch in self.batches(data_type):
                     while len(pending) >= in_flight:
                         self.collect(pending)
-                    pending.add(pool.submit(send_batch, self.client, staging_table, batch))
+                    pending.add(pool.submit(send_batch, self.client, staging_table, batch, self.config.max_batch_bytes))
                 while pending:
                     self.collect(pending)
             except RunStopped:
@@ -168,25 +178,24 @@ class Exporter:
         self.save_progress(force=True)
 
     def batches(self, data_type: str):
-        """Group what the plan says to send into batches of at most batch_size records and max_batch_bytes."""
-        counts = self.counts[data_type]
-        limit_records, limit_bytes = self.config.batch_size, self.config.max_batch_bytes
+        """Group what the plan says to send into batches of at most batch_size records (the sender splits one that
+        encodes to more than max_batch_bytes)."""
+        tally = self.tally[data_type]
+        limit = self.config.batch_size
         batch = Batch(data_type, self.next_batch_number())
         for planned in planner.plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full):
             action = planned.action
             if action == planner.UNCHANGED:
-                counts.unchanged += 1
-                self.save_progress()
+                tally["unchanged"] += 1
+                if tally["unchanged"] % 1000 == 0:
+                    self.save_progress()
                 continue
             if action == planner.RETIRED:
-                counts.total += 1  # the source's count does not include records deleted from ITAM
-            if batch.items and (
-                len(batch.items) >= limit_records or batch.size + len(planned.encoded) + 1 > limit_bytes
-            ):
+                tally["total"] += 1  # the source's count does not include records deleted from ITAM
+            batch.items.append(planned)
+            if len(batch.items) >= limit:
                 yield batch
                 batch = Batch(data_type, self.next_batch_number())
-            batch.items.append(planned)
-            batch.size += len(planned.encoded) + 1
         if batch.items:
             yield batch
 
@@ -221,20 +230,15 @@ class Exporter:
         self.save_progress(force=True)
 
     def record(self, outcome: BatchOutcome) -> None:
-        counts = self.counts[outcome.batch.data_type]
+        tally = self.tally[outcome.batch.data_type]
         if outcome.accepted:
             self.remember(outcome.batch.data_type, outcome.accepted)
-            counts.sent += len(outcome.accepted)
-            for item in outcome.accepted:
-                if item.action == planner.NEW:
-                    counts.new += 1
-                elif item.action == planner.CHANGED:
-                    counts.changed += 1
-                else:
-                    counts.retired += 1
+            tally["sent"] += len(outcome.accepted)
+            for action, count in Counter(item.action for item in outcome.accepted).items():
+                tally[action] += count  # new, changed, retired
             self.import_set_ids[outcome.batch.data_type].extend(outcome.import_set_ids)
         for items, error in outcome.failed:
-            counts.failed += len(items)
+            tally["failed"] += len(items)
             db.session.add(
                 ExportBatchFailure(
                     run_id=self.run.id,
@@ -272,6 +276,10 @@ class Exporter:
         if not force and now - self.last_progress < PROGRESS_EVERY_SECONDS:
             return
         self.last_progress = now
+        for data_type, tally in self.tally.items():
+            row = self.counts[data_type]
+            for name, value in tally.items():
+                setattr(row, name, value)
         self.run.heartbeat_at = utcnow()
         db.session.commit()
 
@@ -296,22 +304,20 @@ class Exporter:
         db.session.commit()
 
 
+UPSERT_SENT = (
+    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash"
+)
+
+
 def upsert_sent(tenant: str, key: str, data_type: str, rows: list[tuple[str, str]]) -> None:
-    if db.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(SentRecord.__table__)  # Core executemany: the ORM bulk path costs 5x more per row
-    statement = statement.on_conflict_do_update(
-        index_elements=["tenant_id", "instance_key", "data_type", "source_id"],
-        set_={"content_hash": statement.excluded.content_hash},
-    )
-    db.session.connection().execute(
-        statement,
-        [
-            {"tenant_id": tenant, "instance_key": key, "data_type": data_type, "source_id": sid, "content_hash": h}
-            for sid, h in rows
-        ],
+    """Remember the hashes of accepted records. A plain DBAPI executemany: it runs for every record exported, and
+    SQLAlchemy's per-row parameter handling cost more than the database's work (same SQL on SQLite and PostgreSQL)."""
+    connection = db.session.connection()
+    placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        UPSERT_SENT.format(p=placeholder), [(tenant, key, data_type, sid, digest) for sid, digest in rows]
     )
 
 

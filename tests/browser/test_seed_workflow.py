@@ -100,7 +100,7 @@ def test_seed_steps_on_the_running_demo(running_demo, page, page_log):
 
     # ITAM side: Settings > General > Integrations > ServiceNow.
     log_in(page, portal, "admin@acme.example")
-    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     page.get_by_role("link", name="Integrations").click()
     section = page.locator("#servicenow-section")
     expect(section).to_have_attribute("open", "")
@@ -163,7 +163,7 @@ def test_seed_steps_on_the_running_demo(running_demo, page, page_log):
 def test_viewer_sees_no_integrations_tab_on_the_demo(running_demo, page):
     portal = running_demo["portal"]
     log_in(page, portal, "viewer@acme.example")
-    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(page.locator("nav.tabs")).not_to_contain_text("Integrations")
     response = page.goto(portal + INTEGRATIONS)
     assert response.status == 403
@@ -171,12 +171,14 @@ def test_viewer_sees_no_integrations_tab_on_the_demo(running_demo, page):
 
 def test_ctrl_c_stops_everything_the_demo_started(running_demo):
     demo = running_demo["process"]
-    started = _processes_of(running_demo["clone"])
-    assert len(started) >= 4  # launcher, sandbox, worker, portal (and redis, which runs from elsewhere)
+    launcher = psutil.Process(demo.pid)
+    started = [launcher, *launcher.children(recursive=True)]
+    assert len(started) >= 5  # the launcher, redis, the sandbox, the worker and the portal
     os.killpg(demo.pid, signal.SIGINT)
     demo.wait(60)
     time.sleep(1)
     assert [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert _processes_of(running_demo["clone"]) == []
     for name, port in running_demo["ports"].items():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"the {name} port is still answering"

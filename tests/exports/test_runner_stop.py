@@ -18,7 +18,10 @@ from tests.exports.conftest import ACME_ADMIN
 
 
 def accepted_batch(number: int, size: int) -> Future:
-    items = [planner.Planned(planner.NEW, f"src-{number}-{n}", b"{}", f"hash-{number}-{n}") for n in range(size)]
+    items = [
+        planner.Planned(planner.NEW, f"src-{number}-{n}", {"u_source_id": f"src-{number}-{n}"}, f"hash-{number}-{n}")
+        for n in range(size)
+    ]
     future: Future = Future()
     future.set_result(BatchOutcome(Batch("hardware_inventory", number, items), accepted=items, import_set_ids=["x"]))
     return future
