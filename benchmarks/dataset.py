@@ -48,7 +48,7 @@ def prepare(directory: Path, records: int, sandbox_url: str, redis_url: str) -> 
     from itam_admin import current_plugin
     from itam_admin.db import db
     from itam_admin.identity import Identity
-    from itam_admin.inventory.demo_data import generate_inventory
+    from itam_admin.inventory.demo_data import age_inventory, generate_inventory
     from itam_admin.tenant_settings import SettingsChange, save_settings
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,8 @@ def prepare(directory: Path, records: int, sandbox_url: str, redis_url: str) -> 
         generation = Meter().start()
         created = generate_inventory(TENANT, computers=max(1, records // 20), installs=records, contracts=0, seed=7)
         generation.stop()
+        # An inventory exported weekly was last changed days ago, not seconds before the first export.
+        age_inventory(TENANT)
         change = SettingsChange(
             instance_url=sandbox_url,
             username="admin",

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from itam_admin.crypto import generate_key
@@ -51,6 +52,9 @@ class Config:
     max_wait_seconds: float = 300.0
     request_timeout: float = 30.0
     interrupted_after_seconds: int = 180
+    # Rows changed this long before a complete export started are still read again by the next differential
+    # export: it covers clocks that differ between portal servers and transactions still open at that moment.
+    differential_margin: timedelta = timedelta(minutes=15)
 
 
 def parse_weekly_time(value: str) -> WeeklyTime:
@@ -151,4 +155,7 @@ def load_config(env: Mapping[str, str], instance_path: str | os.PathLike) -> Con
         max_wait_seconds=_number(env, "ITAM_EXPORT_MAX_WAIT_SECONDS", 300.0, float, minimum=0),
         request_timeout=_number(env, "ITAM_SERVICENOW_TIMEOUT_SECONDS", 30.0, float, minimum=0.1),
         interrupted_after_seconds=int(_number(env, "ITAM_INTERRUPTED_AFTER_SECONDS", 180, minimum=5)),
+        differential_margin=timedelta(
+            seconds=_number(env, "ITAM_DIFFERENTIAL_MARGIN_SECONDS", 900.0, float, minimum=0)
+        ),
     )

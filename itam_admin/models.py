@@ -1,6 +1,13 @@
 """Imports every model of the plugin so that the metadata (and Alembic) sees the whole schema."""
 
-from itam_admin.exports.models import ExportBatchFailure, ExportRun, ExportRunDataType, SentRecord, WeeklySlot
+from itam_admin.exports.models import (
+    ExportBatchFailure,
+    ExportRun,
+    ExportRunDataType,
+    ExportWatermark,
+    SentRecord,
+    WeeklySlot,
+)
 from itam_admin.inventory.models import Computer, Contract, InstalledApplication
 from itam_admin.tenant_settings import ComplianceTenantSetting, SettingAudit
 
@@ -11,6 +18,7 @@ __all__ = [
     "ExportBatchFailure",
     "ExportRun",
     "ExportRunDataType",
+    "ExportWatermark",
     "InstalledApplication",
     "SentRecord",
     "SettingAudit",

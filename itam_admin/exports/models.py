@@ -145,6 +145,20 @@ class SentRecord(db.Model):
     content_hash: Mapped[str] = mapped_column(String(32))
 
 
+class ExportWatermark(db.Model):
+    """A time before which every record of a data type is known to be in one instance as it is now: the last export
+    of that data type there was complete (every batch accepted). Differential exports read only rows changed since."""
+
+    __tablename__ = "itam_export_watermark"
+    __table_args__ = (UniqueConstraint("tenant_id", "instance_key", "data_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    instance_key: Mapped[str] = mapped_column(String(64))
+    data_type: Mapped[str] = mapped_column(String(40))
+    complete_since: Mapped[datetime] = mapped_column(DateTime)
+
+
 class WeeklySlot(db.Model):
     """One tenant's weekly export of one ISO week: the unique row that makes it run at most once."""
 

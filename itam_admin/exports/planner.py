@@ -10,12 +10,13 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 
 from sqlalchemy import select
 
 from itam_admin.db import db
-from itam_admin.exports.models import SentRecord
+from itam_admin.exports.models import ExportWatermark, SentRecord
 from itam_admin.exports.records import DATA_TYPES, retirement_record
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
 
@@ -72,13 +73,14 @@ def _sent_between(tenant_id: str, key: str, data_type: str, low: str | None, hig
     return dict(db.session.connection().execute(query.order_by(column)).all())
 
 
-def _sent_after(tenant_id: str, key: str, data_type: str, low: str | None) -> Iterator[str]:
-    """Source ids sent after `low`, read in chunks (the tail of the retirements)."""
+def _sent_ids(tenant_id: str, key: str, data_type: str, low: str | None, *conditions) -> Iterator[str]:
+    """Source ids sent after `low` (and meeting the extra conditions), read in chunks, in code-point order."""
     column = _source_id_column()
     while True:
         query = (
             select(SentRecord.source_id)
             .where(SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type)
+            .where(*conditions)
             .order_by(column)
             .limit(CHUNK)
         )
@@ -91,31 +93,89 @@ def _sent_after(tenant_id: str, key: str, data_type: str, low: str | None) -> It
         low = ids[-1]
 
 
-def plan(
-    tenant_id: str, instance_url: str, data_type: str, source: InventorySource, full: bool = False
-) -> Iterator[Planned]:
-    """Every record of the data type with what to do with it, in source-id order, followed by retirements."""
-    key = instance_key(instance_url)
-    records = source.iter_records(tenant_id, data_type)
-    low: str | None = None
-    while chunk := list(islice(records, CHUNK)):
-        high = chunk[-1]["u_source_id"]
-        sent = _sent_between(tenant_id, key, data_type, low, high)
-        for record in chunk:
-            source_id = record["u_source_id"]
-            digest = content_hash(record)
-            previous = sent.pop(source_id, None)
-            if previous is None:
-                yield Planned(NEW, source_id, record, digest)
-            elif previous != digest or full:
-                yield Planned(CHANGED, source_id, record, digest)
-            else:
-                yield Planned(UNCHANGED, source_id, None, digest)
-        for source_id in sent:  # sent before, no longer in ITAM
+def _sent_hashes(tenant_id: str, key: str, data_type: str, source_ids: list[str]) -> dict[str, str]:
+    query = select(SentRecord.source_id, SentRecord.content_hash).where(
+        SentRecord.tenant_id == tenant_id,
+        SentRecord.instance_key == key,
+        SentRecord.data_type == data_type,
+        SentRecord.source_id.in_(source_ids),
+    )
+    return dict(db.session.connection().execute(query).all())
+
+
+def watermark(tenant_id: str, key: str, data_type: str) -> datetime | None:
+    return (
+        db.session.connection()
+        .execute(
+            select(ExportWatermark.complete_since).where(
+                ExportWatermark.tenant_id == tenant_id,
+                ExportWatermark.instance_key == key,
+                ExportWatermark.data_type == data_type,
+            )
+        )
+        .scalar()
+    )
+
+
+def _classify(record: dict[str, str], previous: str | None, full: bool) -> Planned:
+    source_id = record["u_source_id"]
+    digest = content_hash(record)
+    if previous is None:
+        return Planned(NEW, source_id, record, digest)
+    if previous != digest or full:
+        return Planned(CHANGED, source_id, record, digest)
+    return Planned(UNCHANGED, source_id, None, digest)
+
+
+class Plan:
+    """Every record of a data type to send (new, changed), then the retirements, in source-id order; unchanged
+    records are listed too, except those a source could skip in SQL, which `skipped_unchanged` counts.
+
+    With a watermark (the last export of this data type to this instance was complete) and a source that can
+    filter on change time in the same database, only rows changed since are read and deletions come from one
+    anti-join: a weekly differential export costs in proportion to what changed. Otherwise the source and what was
+    sent are merged chunk by chunk, reading every record.
+    """
+
+    def __init__(self, tenant_id: str, instance_url: str, data_type: str, source: InventorySource, full: bool = False):
+        self.tenant_id, self.data_type, self.source, self.full = tenant_id, data_type, source, full
+        self.key = instance_key(instance_url)
+        self.skipped_unchanged = 0
+        since = None if full else watermark(tenant_id, self.key, data_type)
+        still_exists = getattr(source, "still_exists", None)
+        self.gone = still_exists(tenant_id, data_type, SentRecord.source_id) if since and still_exists else None
+        self.since = since if self.gone is not None else None
+
+    def __iter__(self) -> Iterator[Planned]:
+        return self._changed_since() if self.since is not None else self._merge()
+
+    def _merge(self) -> Iterator[Planned]:
+        tenant_id, key, data_type = self.tenant_id, self.key, self.data_type
+        records = self.source.iter_records(tenant_id, data_type)
+        low: str | None = None
+        while chunk := list(islice(records, CHUNK)):
+            high = chunk[-1]["u_source_id"]
+            sent = _sent_between(tenant_id, key, data_type, low, high)
+            for record in chunk:
+                yield _classify(record, sent.pop(record["u_source_id"], None), self.full)
+            for source_id in sent:  # sent before, no longer in ITAM
+                yield _retirement(data_type, source_id)
+            low = high
+        for source_id in _sent_ids(tenant_id, key, data_type, low):
             yield _retirement(data_type, source_id)
-        low = high
-    for source_id in _sent_after(tenant_id, key, data_type, low):
-        yield _retirement(data_type, source_id)
+
+    def _changed_since(self) -> Iterator[Planned]:
+        tenant_id, key, data_type = self.tenant_id, self.key, self.data_type
+        records = self.source.iter_records_changed_since(tenant_id, data_type, self.since)
+        listed = 0
+        while chunk := list(islice(records, CHUNK)):
+            listed += len(chunk)
+            sent = _sent_hashes(tenant_id, key, data_type, [record["u_source_id"] for record in chunk])
+            for record in chunk:
+                yield _classify(record, sent.get(record["u_source_id"]), False)
+        for source_id in _sent_ids(tenant_id, key, data_type, None, ~self.gone):
+            yield _retirement(data_type, source_id)
+        self.skipped_unchanged = max(self.source.count(tenant_id, data_type) - listed, 0)
 
 
 def _retirement(data_type: str, source_id: str) -> Planned:
@@ -132,7 +192,8 @@ def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 
             continue
         counts = {NEW: 0, CHANGED: 0, RETIRED: 0, UNCHANGED: 0}
         examples: list[dict] = []
-        for planned in plan(tenant_id, settings.instance_url, data_type, source, full):
+        the_plan = Plan(tenant_id, settings.instance_url, data_type, source, full)
+        for planned in the_plan:
             counts[planned.action] += 1
             if planned.action != UNCHANGED and len(examples) < samples:
                 examples.append(
@@ -141,5 +202,6 @@ def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 
                         "json": json.dumps(planned.record, indent=2, ensure_ascii=False),
                     }
                 )
+        counts[UNCHANGED] += the_plan.skipped_unchanged
         result.append({"data_type": data_type, "counts": counts, "samples": examples})
     return result

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
@@ -26,6 +27,7 @@ from itam_admin.exports.models import (
     SUCCEEDED,
     ExportBatchFailure,
     ExportRun,
+    ExportWatermark,
     SentRecord,
 )
 from itam_admin.exports.records import DATA_TYPES, LABELS, STAGING_TABLES
@@ -155,6 +157,7 @@ class Exporter:
 
     def export_data_type(self, data_type: str) -> None:
         counts = self.counts[data_type]
+        started = utcnow()
         self.tally[data_type]["total"] = self.source.count(self.run.tenant_id, data_type)
         self.save_progress(force=True)
         staging_table = STAGING_TABLES[data_type]
@@ -175,6 +178,10 @@ class Exporter:
                 raise
         # Stored once per data type, not at every progress save: a big export has thousands of import sets.
         counts.import_set_ids = list(self.import_set_ids[data_type])
+        if self.tally[data_type]["failed"] == 0:
+            set_watermark(
+                self.run.tenant_id, self.run.instance_url, data_type, started - self.config.differential_margin
+            )
         self.save_progress(force=True)
 
     def batches(self, data_type: str):
@@ -183,7 +190,8 @@ class Exporter:
         tally = self.tally[data_type]
         limit = self.config.batch_size
         batch = Batch(data_type, self.next_batch_number())
-        for planned in planner.plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full):
+        plan = planner.Plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full)
+        for planned in plan:
             action = planned.action
             if action == planner.UNCHANGED:
                 tally["unchanged"] += 1
@@ -198,6 +206,7 @@ class Exporter:
                 batch = Batch(data_type, self.next_batch_number())
         if batch.items:
             yield batch
+        tally["unchanged"] += plan.skipped_unchanged
 
     def next_batch_number(self) -> int:
         self.batch_number += 1
@@ -302,6 +311,24 @@ class Exporter:
             counts.sn_skipped = sum(r.skipped for r in runs.values())
             counts.sn_errors = sum(r.errors for r in runs.values())
         db.session.commit()
+
+
+def set_watermark(tenant: str, instance_url: str, data_type: str, complete_since: datetime) -> None:
+    """Every record of the data type changed before `complete_since` is now in the instance as it is in ITAM."""
+    key = planner.instance_key(instance_url)
+    row = db.session.scalar(
+        select(ExportWatermark).where(
+            ExportWatermark.tenant_id == tenant,
+            ExportWatermark.instance_key == key,
+            ExportWatermark.data_type == data_type,
+        )
+    )
+    if row is None:
+        db.session.add(
+            ExportWatermark(tenant_id=tenant, instance_key=key, data_type=data_type, complete_since=complete_since)
+        )
+    else:
+        row.complete_since = complete_since
 
 
 UPSERT_SENT = (

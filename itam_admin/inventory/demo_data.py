@@ -322,6 +322,15 @@ def seed_demo_inventory(tenant_id: str, scale: str = "demo", *, engine: Engine |
     return generate_inventory(tenant_id, seed=zlib.crc32(tenant_id.encode()), engine=engine, **sizes)
 
 
+def age_inventory(tenant_id: str, days: float = 7, *, engine: Engine | None = None) -> None:
+    """Makes a tenant's generated inventory look as old as a real one (last changed `days` ago), so that the first
+    differential export after a complete one reads only what changed since, as it would a week later."""
+    when = utcnow() - timedelta(days=days)
+    with _engine(engine).begin() as connection:
+        for table in TABLES_BY_DATA_TYPE.values():
+            connection.execute(update(table).where(table.c.tenant_id == tenant_id).values(updated_at=when))
+
+
 def delete_inventory(tenant_id: str, *, engine: Engine | None = None) -> dict[str, int]:
     """Deletes all of a tenant's inventory; returns the count deleted per data type."""
     with _engine(engine).begin() as connection:

@@ -4,9 +4,10 @@ A source only ever returns the asking tenant's rows, and never holds more than o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, scoped_session
 
 from itam_admin.db import db
@@ -86,6 +87,27 @@ class SqlInventorySource:
             key = key.collate("C")
         query = _base_query(data_type, tenant_id, *_columns(data_type)).order_by(key).limit(self.chunk_size)
         return self._stream(query, key, build)
+
+    def iter_records_changed_since(self, tenant_id: str, data_type: str, since: datetime) -> Iterator[dict[str, str]]:
+        """Like iter_records, but only records whose row changed at or after `since` (for installs also those whose
+        computer changed: they carry its name). Differential exports use it to skip unchanged rows in SQL."""
+        build = record_builder(data_type)
+        key: ColumnElement[str] = TABLES_BY_DATA_TYPE[data_type].c.source_id
+        if self._dialect_name() == "postgresql":
+            key = key.collate("C")
+        changed = TABLES_BY_DATA_TYPE[data_type].c.updated_at >= since
+        if data_type == "installed_applications":
+            changed = or_(changed, _COMPUTER.c.updated_at >= since)
+        query = _base_query(data_type, tenant_id, *_columns(data_type)).where(changed)
+        return self._stream(query.order_by(key).limit(self.chunk_size), key, build)
+
+    def still_exists(self, tenant_id: str, data_type: str, source_id: ColumnElement[str]) -> ColumnElement[bool] | None:
+        """An EXISTS clause, true where `source_id` names a record the tenant still has, so a caller in the same
+        database can find deleted records with one anti-join; None when this source reads another database."""
+        if self._target is not None:
+            return None
+        table = TABLES_BY_DATA_TYPE[data_type]
+        return exists().where(table.c.tenant_id == tenant_id, table.c.source_id == source_id)
 
     def _stream(
         self, query: Select[Any], key: ColumnElement[str], build: Callable[[Any], dict[str, str]]

@@ -114,3 +114,93 @@ def test_preview_counts_equal_what_the_next_export_sends(
     assert preview == {dt.data_type: dt.sent for dt in run.data_types}
     assert sum(preview.values()) > 0
     assert before < len(sandbox.records("sys_import_set")) or sum(preview.values()) == 0
+
+
+def backdate_inventory(app, tenant: str = "acme") -> None:
+    from itam_admin.inventory.demo_data import age_inventory
+
+    with app.app_context():
+        age_inventory(tenant)
+
+
+def test_after_a_complete_export_only_changed_rows_are_read(app, sandbox, configure_tenant, inventory, run_export):
+    from itam_admin.exports.planner import Plan
+    from itam_admin.inventory.demo_data import mutate_inventory
+    from itam_admin.inventory.source import SqlInventorySource
+
+    class CountingSource(SqlInventorySource):
+        read = 0
+
+        def iter_records_changed_since(self, *args):
+            for record in super().iter_records_changed_since(*args):
+                CountingSource.read += 1
+                yield record
+
+    inventory(computers=100, installs=300, contracts=20)
+    backdate_inventory(app)
+    configure_tenant()
+    run_export()
+    with app.app_context():
+        changed = mutate_inventory("acme", change_fraction=0.01, delete=2, data_types=("installed_applications",))
+        plan = Plan("acme", sandbox.url, "installed_applications", CountingSource())
+        actions = [planned.action for planned in plan]
+    assert plan.since is not None
+    assert CountingSource.read == len(changed["installed_applications"]["changed"]) == 3
+    assert sorted(actions) == ["changed"] * 3 + ["retired"] * 2
+    assert plan.skipped_unchanged == 295
+
+    run = run_export()
+    installs = next(dt for dt in run.data_types if dt.data_type == "installed_applications")
+    assert (installs.changed, installs.retired, installs.unchanged, installs.sent) == (3, 2, 295, 5)
+    assert sent_by_type(run)["hardware_inventory"] == 0
+
+
+def test_a_failed_batch_keeps_the_records_due_for_the_next_export(
+    app, sandbox, configure_tenant, inventory, run_export
+):
+    config = app.extensions["itam_admin"].config
+    app.extensions["itam_admin"].config = config.__class__(
+        **{**config.__dict__, "batch_size": 20, "max_retries": 0, "requests_in_flight": 1}
+    )
+    inventory(computers=60, installs=0, contracts=0)
+    backdate_inventory(app)
+    configure_tenant(types=("hardware_inventory",))
+    sandbox.faults.fail_next(1, 500)
+    first = run_export()
+    assert first.status == "partially_succeeded" and counts(first)["hardware_inventory"] == (40, 20)
+    second = run_export()
+    assert counts(second)["hardware_inventory"] == (20, 0)
+    third = run_export()
+    assert counts(third)["hardware_inventory"] == (0, 0)
+    assert sandbox.wait_idle(20)
+    assert len(sandbox.records("cmdb_ci_computer")) == 60
+
+
+def test_renaming_a_computer_resends_the_installs_that_carry_its_name(
+    app, sandbox, configure_tenant, inventory, run_export
+):
+    from sqlalchemy import func, select, update
+
+    from itam_admin.db import db, utcnow
+    from itam_admin.inventory.models import Computer, InstalledApplication
+
+    inventory(computers=20, installs=100, contracts=0)
+    backdate_inventory(app)
+    configure_tenant(types=("hardware_inventory", "installed_applications"))
+    run_export()
+    with app.app_context():
+        computer_id = db.session.scalar(
+            select(InstalledApplication.computer_id).group_by(InstalledApplication.computer_id).limit(1)
+        )
+        on_it = db.session.scalar(
+            select(func.count())
+            .select_from(InstalledApplication)
+            .where(InstalledApplication.computer_id == computer_id)
+        )
+        db.session.execute(
+            update(Computer).where(Computer.id == computer_id).values(name="renamed-host", updated_at=utcnow())
+        )
+        db.session.commit()
+    run = run_export()
+    by_type = {dt.data_type: (dt.changed, dt.sent) for dt in run.data_types}
+    assert by_type == {"hardware_inventory": (1, 1), "installed_applications": (on_it, on_it)}
