@@ -22,6 +22,8 @@ def app_env(database: Path, redis_url: str, encryption_key: str, client_id: str,
         "ITAM_SERVICENOW_ALLOW_INSECURE": "1",
         "ITAM_EXPORT_BATCH_SIZE": "200",
         "ITAM_EXPORT_REQUESTS_IN_FLIGHT": "4",
+        # What is measured is sending; waiting for the sandbox to finish its asynchronous transforms is not.
+        "ITAM_EXPORT_READ_BACK_WAIT_SECONDS": "0",
     }
 
 

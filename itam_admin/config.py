@@ -55,6 +55,7 @@ class Config:
     # Rows changed this long before a complete export started are still read again by the next differential
     # export: it covers clocks that differ between portal servers and transactions still open at that moment.
     differential_margin: timedelta = timedelta(minutes=15)
+    read_back_wait_seconds: float = 14.0
 
 
 def parse_weekly_time(value: str) -> WeeklyTime:
@@ -155,6 +156,7 @@ def load_config(env: Mapping[str, str], instance_path: str | os.PathLike) -> Con
         max_wait_seconds=_number(env, "ITAM_EXPORT_MAX_WAIT_SECONDS", 300.0, float, minimum=0),
         request_timeout=_number(env, "ITAM_SERVICENOW_TIMEOUT_SECONDS", 30.0, float, minimum=0.1),
         interrupted_after_seconds=int(_number(env, "ITAM_INTERRUPTED_AFTER_SECONDS", 180, minimum=5)),
+        read_back_wait_seconds=_number(env, "ITAM_EXPORT_READ_BACK_WAIT_SECONDS", 14.0, float, minimum=0),
         differential_margin=timedelta(
             seconds=_number(env, "ITAM_DIFFERENTIAL_MARGIN_SECONDS", 900.0, float, minimum=0)
         ),

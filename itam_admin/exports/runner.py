@@ -293,18 +293,34 @@ class Exporter:
         db.session.commit()
 
     def read_back(self) -> None:
-        """ServiceNow-side counts of the import sets, where the instance answers; never fails the run."""
+        """ServiceNow-side counts of the import sets, where the instance answers; never fails the run. ServiceNow
+        transforms import sets after answering, so unfinished ones are asked again (waiting 2, 4, 8... seconds, at
+        most read_back_wait_seconds in all), then shown as unfinished."""
+        waits, wait = [], 2.0
+        while sum(waits) + wait <= self.config.read_back_wait_seconds:
+            waits.append(wait)
+            wait *= 2
         for data_type, counts in self.counts.items():
             ids = self.import_set_ids[data_type][:READ_BACK_IMPORT_SETS]
             if not ids:
                 continue
-            try:
-                runs = self.client.import_set_runs(ids)
-            except ServiceNowError as error:
-                log.info("could not read import set results from %s: %s", self.client.host, error.kind)
-                continue
+            runs: dict = {}
+            for wait_seconds in (0.0, *waits):
+                time.sleep(wait_seconds)
+                self.save_progress(force=True)  # a heartbeat while we wait
+                try:
+                    runs = self.client.import_set_runs(ids)
+                except ServiceNowError as error:
+                    log.info("could not read import set results from %s: %s", self.client.host, error.kind)
+                    runs = {}
+                    break
+                if sum(1 for r in runs.values() if r.state.startswith("complete")) == len(ids):
+                    break
             if not runs:
                 continue
+            counts.sn_import_sets = len(self.import_set_ids[data_type])
+            counts.sn_import_sets_read = len(ids)
+            counts.sn_import_sets_complete = sum(1 for r in runs.values() if r.state.startswith("complete"))
             counts.sn_inserts = sum(r.inserts for r in runs.values())
             counts.sn_updates = sum(r.updates for r in runs.values())
             counts.sn_ignored = sum(r.ignored for r in runs.values())

@@ -137,6 +137,9 @@ def run_as_json(run: ExportRun | None) -> dict | None:
                     "ignored": dt.sn_ignored,
                     "skipped": dt.sn_skipped,
                     "errors": dt.sn_errors,
+                    "import_sets": dt.sn_import_sets,
+                    "import_sets_read": dt.sn_import_sets_read,
+                    "import_sets_complete": dt.sn_import_sets_complete,
                 },
             }
             for dt in run.data_types

@@ -48,12 +48,14 @@ def test_only_chosen_data_types_are_sent(sandbox, configure_tenant, inventory, r
 
 
 def test_servicenow_side_counts_are_read_back(sandbox, configure_tenant, inventory, run_export):
-    inventory(computers=10, installs=0, contracts=0)
+    inventory(computers=450, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
     run = run_export()
     hardware = run.data_types[0]
-    assert hardware.sent == 10
-    assert hardware.sn_inserts is not None and hardware.sn_inserts + hardware.sn_updates <= 10
+    assert hardware.sent == 450
+    # The run waits for ServiceNow's asynchronous transform of its 3 import sets, then reads what it did.
+    assert (hardware.sn_import_sets, hardware.sn_import_sets_read, hardware.sn_import_sets_complete) == (3, 3, 3)
+    assert (hardware.sn_inserts, hardware.sn_updates, hardware.sn_errors) == (450, 0, 0)
 
 
 @pytest.mark.parametrize(
