@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from itam_admin.db import db
 from itam_admin.exports.models import ExportWatermark, SentRecord
@@ -93,6 +93,13 @@ def _sent_ids(tenant_id: str, key: str, data_type: str, low: str | None, *condit
         low = ids[-1]
 
 
+def _sent_count(tenant_id: str, key: str, data_type: str) -> int:
+    query = select(func.count()).where(
+        SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type
+    )
+    return db.session.connection().execute(query).scalar_one()
+
+
 def _sent_hashes(tenant_id: str, key: str, data_type: str, source_ids: list[str]) -> dict[str, str]:
     query = select(SentRecord.source_id, SentRecord.content_hash).where(
         SentRecord.tenant_id == tenant_id,
@@ -167,15 +174,21 @@ class Plan:
     def _changed_since(self) -> Iterator[Planned]:
         tenant_id, key, data_type = self.tenant_id, self.key, self.data_type
         records = self.source.iter_records_changed_since(tenant_id, data_type, self.since)
-        listed = 0
+        listed = new = 0
         while chunk := list(islice(records, CHUNK)):
             listed += len(chunk)
             sent = _sent_hashes(tenant_id, key, data_type, [record["u_source_id"] for record in chunk])
             for record in chunk:
-                yield _classify(record, sent.get(record["u_source_id"]), False)
-        for source_id in _sent_ids(tenant_id, key, data_type, None, ~self.gone):
-            yield _retirement(data_type, source_id)
-        self.skipped_unchanged = max(self.source.count(tenant_id, data_type) - listed, 0)
+                planned = _classify(record, sent.get(record["u_source_id"]), False)
+                new += planned.action == NEW
+                yield planned
+        in_source = self.source.count(tenant_id, data_type)
+        # Every record sent before and still in ITAM is in the source beside the new ones; when the numbers add up,
+        # nothing was deleted and the anti-join over every sent record can be skipped.
+        if _sent_count(tenant_id, key, data_type) + new != in_source:
+            for source_id in _sent_ids(tenant_id, key, data_type, None, ~self.gone):
+                yield _retirement(data_type, source_id)
+        self.skipped_unchanged = max(in_source - listed, 0)
 
 
 def _retirement(data_type: str, source_id: str) -> Planned:

@@ -166,7 +166,9 @@ class Exporter:
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="itam-send") as pool:
             try:
                 for batch in self.batches(data_type):
-                    while len(pending) >= in_flight:
+                    # One batch waiting per sender besides the one on the wire: a sender that finishes starts its
+                    # next request at once instead of waiting for this thread to record and plan.
+                    while len(pending) >= 2 * in_flight:
                         self.collect(pending)
                     pending.add(pool.submit(send_batch, self.client, staging_table, batch, self.config.max_batch_bytes))
                 while pending:
