@@ -6,6 +6,7 @@ The one place where decrypted secrets meet the client; it never logs them or pas
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from flask import Flask, current_app
 
@@ -14,7 +15,7 @@ from itam_admin.servicenow.client import ServiceNowClient
 from itam_admin.servicenow.oauth import Credentials, TokenManager, choose_client
 from itam_admin.tenant_settings import Secrets, ServiceNowSettings, load_secrets, load_settings, replace_token
 
-_managers: dict[tuple[int, bool], TokenManager] = {}
+_managers: dict[int, TokenManager] = {}
 _managers_guard = threading.Lock()
 
 
@@ -27,21 +28,32 @@ def _save_rotated_token(app: Flask):
     return save
 
 
-def token_manager(use_redis: bool = True) -> TokenManager:
-    """The app's shared TokenManager (Redis-backed, so workers share tokens and refresh one at a time)."""
-    app = current_app._get_current_object()
+def _new_token_manager(redis, on_rotated: Callable[[str, str], None] | None) -> TokenManager:
     plugin = current_plugin()
-    key = (id(app), use_redis)
+    return TokenManager(
+        redis,
+        plugin.crypto,
+        timeout=plugin.config.request_timeout,
+        allow_insecure=plugin.config.allow_insecure,
+        on_refresh_token_rotated=on_rotated,
+    )
+
+
+def token_manager() -> TokenManager:
+    """The app's shared TokenManager (Redis-backed, so workers share tokens and refresh one at a time); a refresh
+    token ServiceNow rotates is saved at once."""
+    app = current_app._get_current_object()
     with _managers_guard:
-        if key not in _managers:
-            _managers[key] = TokenManager(
-                plugin.redis if use_redis else None,
-                plugin.crypto,
-                timeout=plugin.config.request_timeout,
-                allow_insecure=plugin.config.allow_insecure,
-                on_refresh_token_rotated=_save_rotated_token(app),
-            )
-        return _managers[key]
+        if id(app) not in _managers:
+            _managers[id(app)] = _new_token_manager(current_plugin().redis, _save_rotated_token(app))
+        return _managers[id(app)]
+
+
+def trial_token_manager(on_rotated: Callable[[str, str], None] | None = None) -> TokenManager:
+    """A TokenManager for one Test connection: its tokens live in memory for that test only and a refresh token
+    ServiceNow rotates is never saved (`on_rotated` may only take note), so a test writes nothing and never replaces
+    the tokens that exports of the stored settings use."""
+    return _new_token_manager(None, on_rotated)
 
 
 def credentials(settings: ServiceNowSettings, secrets: Secrets) -> Credentials:

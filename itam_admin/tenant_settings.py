@@ -1,16 +1,21 @@
 """A tenant's ServiceNow settings in the ComplianceTenantSetting table, and their audit trail.
 
 Secrets (Token, Client ID, Client Secret) are stored encrypted and only decrypted by `load_secrets`;
-nothing here logs them or writes them to the audit trail.
+nothing here logs them or writes them to the audit trail. A save is all or nothing and one save of a tenant runs at
+a time, so parallel saves never mix two forms' values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, select, text
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from itam_admin.crypto import Crypto
@@ -33,6 +38,17 @@ CLIENT_SECRET = "ClientSecret"
 EXPORT_DATA_TYPES = "ExportDataTypes"
 CONFIGURED_AT = "ConfiguredAt"  # first save, never changed: the weekly schedule starts the Sunday after it
 SECRET_NAMES = frozenset({TOKEN, CLIENT_ID, CLIENT_SECRET})
+# How long a save waits for another save of the same tenant, or for a database another process is writing to.
+SAVE_LOCK_WAIT_SECONDS = 10.0
+
+log = logging.getLogger("itam_admin.settings")
+
+
+class SettingsNotSaved(Exception):
+    """The database was locked or unreachable: nothing of the save was stored; trying again later may work."""
+
+    def __init__(self) -> None:
+        super().__init__("Could not save the settings right now; try again. Nothing was changed.")
 
 
 class ComplianceTenantSetting(db.Model):
@@ -113,9 +129,11 @@ class Secrets:
     client_secret: str = field(default="", repr=False)
 
 
-def _rows(tenant_id: str) -> dict[str, ComplianceTenantSetting]:
-    rows = db.session.scalars(select(ComplianceTenantSetting).where(ComplianceTenantSetting.tenant_id == tenant_id))
-    return {row.name: row for row in rows}
+def _rows(tenant_id: str, fresh: bool = False) -> dict[str, ComplianceTenantSetting]:
+    query = select(ComplianceTenantSetting).where(ComplianceTenantSetting.tenant_id == tenant_id)
+    if fresh:  # read what is committed now, not what this session loaded before it took the tenant's lock
+        query = query.execution_options(populate_existing=True)
+    return {row.name: row for row in db.session.scalars(query)}
 
 
 def load_settings(tenant_id: str) -> ServiceNowSettings:
@@ -167,8 +185,63 @@ class SettingsChange:
 
 
 def save_settings(tenant_id: str, change: SettingsChange, actor: Identity, crypto: Crypto) -> list[str]:
-    """Store the change and its audit records in one transaction; return the names of settings that changed."""
-    rows = _rows(tenant_id)
+    """Store the change and its audit records in one transaction, holding the tenant's lock from the read of the
+    stored values to the commit; return the names of settings that changed. Raise SettingsNotSaved when the database
+    is locked or unreachable (then nothing was stored)."""
+    try:
+        try:
+            return _save_once(tenant_id, change, actor, crypto)
+        except IntegrityError:
+            # Another writer inserted a row of this tenant without taking the lock: read again, once.
+            _rollback()
+            return _save_once(tenant_id, change, actor, crypto)
+    except (IntegrityError, OperationalError, InterfaceError, PoolTimeoutError) as error:
+        _rollback()
+        log.warning(
+            "settings of tenant %s not saved: %s", tenant_id, type(getattr(error, "orig", None) or error).__name__
+        )
+        raise SettingsNotSaved() from None
+
+
+def _save_once(tenant_id: str, change: SettingsChange, actor: Identity, crypto: Crypto) -> list[str]:
+    _lock_tenant(tenant_id)
+    changed = _apply_change(tenant_id, change, actor, crypto)
+    db.session.commit()
+    return changed
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except (OperationalError, InterfaceError):  # the connection is gone already; the pool drops it
+        log.info("rollback after a failed settings save failed too", exc_info=True)
+
+
+def _lock_tenant(tenant_id: str) -> None:
+    """Take the tenant's write lock for the rest of the transaction, waiting at most SAVE_LOCK_WAIT_SECONDS.
+
+    PostgreSQL: a transaction-scoped advisory lock per tenant (it exists before the tenant's first row does).
+    SQLite: BEGIN IMMEDIATE, the database's write lock, taken before the read instead of at the first write."""
+    connection = db.session.connection()
+    wait_ms = max(1, int(SAVE_LOCK_WAIT_SECONDS * 1000))
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"itam-settings:{tenant_id}".encode()).digest()[:8], "big", signed=True)
+        connection.execute(text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": f"{wait_ms}ms"})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        if driver.in_transaction:
+            return  # this transaction has written already, so it holds the write lock
+        previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous)}")
+
+
+def _apply_change(tenant_id: str, change: SettingsChange, actor: Identity, crypto: Crypto) -> list[str]:
+    rows = _rows(tenant_id, fresh=True)
     now = utcnow()
     plain = {
         INSTANCE_URL: change.instance_url,
@@ -228,7 +301,6 @@ def save_settings(tenant_id: str, change: SettingsChange, actor: Identity, crypt
         elif row is not None:
             db.session.delete(row)
             audit(name, "cleared", None)
-    db.session.commit()
     return changed
 
 

@@ -1,5 +1,6 @@
 """The Test connection action: the form's values (unsaved ones win, masks use the stored secret) are tried against
-the instance without saving or exporting. Rate-limited per tenant; never shows or logs a secret."""
+the instance without saving or exporting. Rate-limited per tenant; never shows or logs a secret, never sends a stored
+secret to a host other than the stored Instance URL, and never writes anything (not even a rotated token)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from itam_admin import current_plugin
-from itam_admin.connection import client_for, credentials, token_manager
+from itam_admin.connection import client_for, credentials, trial_token_manager
 from itam_admin.integrations.forms import ServiceNowSettingsForm
 from itam_admin.servicenow.errors import ServiceNowError
 from itam_admin.tenant_settings import Secrets, ServiceNowSettings, load_secrets
@@ -43,11 +44,43 @@ def _allowed(tenant_id: str) -> bool:
             return len(hits) <= TESTS_PER_MINUTE
 
 
+def _same_instance(form: ServiceNowSettingsForm, stored: ServiceNowSettings) -> bool:
+    return bool(stored.instance_url) and form.normalised_instance_url == stored.instance_url
+
+
+def refuse_stored_secrets_elsewhere(form: ServiceNowSettingsForm, stored: ServiceNowSettings) -> bool:
+    """Mark each masked field whose stored secret the test would send to an Instance URL other than the stored one;
+    True when one was marked (the test must then send nothing). Typed secrets may go to the typed host."""
+    if _same_instance(form, stored):
+        return False
+    wanted = [(form.token, stored.has_token, "Paste the token again")]
+    if form.use_custom_credentials.data:
+        wanted += [
+            (form.client_id, stored.has_client_id, "Enter the Client ID again"),
+            (form.client_secret, stored.has_client_secret, "Enter the Client Secret again"),
+        ]
+    marked = False
+    for field, has_stored, ask in wanted:
+        if field.new_value is None and has_stored:
+            field.errors = [
+                *field.errors,
+                f"{ask} to test a different instance: the stored one is only sent to the saved Instance URL.",
+            ]
+            marked = True
+    return marked
+
+
 def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: ServiceNowSettings) -> TestResult:
     if not _allowed(tenant_id):
         return TestResult(False, "Too many connection tests in the last minute; wait a minute and try again.")
     change = form.change()
-    stored_secrets = load_secrets(tenant_id, current_plugin().crypto)
+    # The stored secrets belong to the stored instance: for any other host only what was typed is sent (the view
+    # already asked for the missing ones; this keeps them home should a caller forget). The operator's default client
+    # may go to the typed host: the form accepted it only if it passed the allowed-host rule.
+    if _same_instance(form, stored):
+        stored_secrets = load_secrets(tenant_id, current_plugin().crypto)
+    else:
+        stored_secrets = Secrets()
     custom = change.use_custom_credentials
     secrets = Secrets(
         token=change.token or stored_secrets.token,
@@ -62,12 +95,24 @@ def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: Servic
         export_data_types=change.export_data_types,
     )
     creds = credentials(trial, secrets)
-    # A private token cache: a test must not replace the tokens that exports of the stored settings use.
-    client = client_for(tenant_id, creds, tokens=token_manager(use_redis=False))
+    rotated: list[bool] = []
+    # A private token cache that saves nothing: a refresh token rotated by the tested host is only noted.
+    client = client_for(tenant_id, creds, tokens=trial_token_manager(lambda _tenant, _token: rotated.append(True)))
     try:
         check = client.check_connection()
     except ServiceNowError as error:
-        return TestResult(False, error.message, error.detail)
+        return TestResult(False, error.message + _rotation_note(rotated), error.detail)
     finally:
         client.close()
-    return TestResult(check.ok, check.message, None, check.token_expires_at.strftime("%Y-%m-%d %H:%M UTC"))
+    return TestResult(
+        check.ok, check.message + _rotation_note(rotated), None, check.token_expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+
+
+def _rotation_note(rotated: list[bool]) -> str:
+    if not rotated:
+        return ""
+    return (
+        " ServiceNow also sent a new refresh token, which was not saved (Test connection saves nothing). If exports"
+        " later say the token was refused, generate a new token in ServiceNow, paste it in Token and save."
+    )

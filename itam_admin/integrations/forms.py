@@ -6,6 +6,8 @@ Secrets are never put back into a rendered form: a stored secret renders as MASK
 
 from __future__ import annotations
 
+import unicodedata
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectMultipleField, StringField
 from wtforms.validators import ValidationError
@@ -53,8 +55,9 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 def _no_control_characters(text: str, what: str) -> None:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ValidationError(f"{what} must not contain control characters.")
+    # Cc: C0/C1 controls such as a newline; Cf: invisible format characters; Zl/Zp: Unicode line breaks.
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
+        raise ValidationError(f"{what} must not contain control characters or line breaks.")
 
 
 class ServiceNowSettingsForm(FlaskForm):
@@ -106,6 +109,10 @@ class ServiceNowSettingsForm(FlaskForm):
         if len(text) > MAX_USERNAME:
             raise ValidationError(f"The username is too long (at most {MAX_USERNAME} characters).")
         _no_control_characters(text, "The username")
+        if "^" in text:
+            # The username goes into a ServiceNow encoded query, where ^ starts another condition (^OR, ^NQ) and
+            # cannot be escaped; ServiceNow user IDs do not need it.
+            raise ValidationError("The username must not contain ^ (ServiceNow reads it as the start of a condition).")
         if any(ch in text for ch in "<>\"'`"):
             raise ValidationError("The username must not contain < > \" ' or ` characters.")
 

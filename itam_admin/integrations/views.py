@@ -13,7 +13,7 @@ from itam_admin.exports.records import LABELS as DATA_TYPE_LABELS
 from itam_admin.identity import Identity
 from itam_admin.integrations.access import manager_required, visible_to
 from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
-from itam_admin.tenant_settings import ServiceNowSettings, load_settings, save_settings
+from itam_admin.tenant_settings import ServiceNowSettings, SettingsNotSaved, load_settings, save_settings
 
 OUTCOME_LABELS = {
     "succeeded": "Succeeded",
@@ -100,7 +100,13 @@ def save_servicenow(identity: Identity):
     settings, form, valid = _submitted_form(identity)
     if not valid:
         return render_page(identity, settings, form, status=400, save_failed=True)
-    save_settings(identity.tenant_id, form.change(), identity, current_plugin().crypto)
+    try:
+        save_settings(identity.tenant_id, form.change(), identity, current_plugin().crypto)
+    except SettingsNotSaved as error:
+        # The typed values come back in the form (secrets only as the mask); the stored settings are as they were.
+        flash(str(error), "error")
+        page, status = render_page(identity, settings, form, status=503)
+        return page, status, {"Retry-After": "5"}
     flash("ServiceNow settings saved.", "success")
     return redirect(url_for("itam_integrations.integrations"))
 
@@ -197,10 +203,10 @@ def preview(identity: Identity):
 
 @manager_required
 def test_servicenow(identity: Identity):
-    from itam_admin.integrations.connection_test import test_connection
+    from itam_admin.integrations.connection_test import refuse_stored_secrets_elsewhere, test_connection
 
     settings, form, valid = _submitted_form(identity)
-    if not valid:
+    if not valid or refuse_stored_secrets_elsewhere(form, settings):
         return render_page(identity, settings, form, status=400, test_failed_validation=True)
     result = test_connection(identity.tenant_id, form, settings)
     return render_page(identity, settings, form, test_result=result)
