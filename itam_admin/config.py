@@ -51,6 +51,10 @@ class Config:
     max_retries: int = 6
     max_wait_seconds: float = 300.0
     request_timeout: float = 30.0
+    # The whole of one request to ServiceNow, connect to the answer's last byte (request_timeout bounds each read).
+    request_deadline: float = 120.0
+    # The longest answer read from ServiceNow; ours are well under 1 MB and ServiceNow caps REST bodies at 10 MB.
+    max_response_bytes: int = 8 * 1024 * 1024
     interrupted_after_seconds: int = 180
     # Rows changed this long before a complete export started are still read again by the next differential
     # export: it covers clocks that differ between portal servers and transactions still open at that moment.
@@ -155,6 +159,8 @@ def load_config(env: Mapping[str, str], instance_path: str | os.PathLike) -> Con
         max_retries=int(_number(env, "ITAM_EXPORT_MAX_RETRIES", 6, minimum=0)),
         max_wait_seconds=_number(env, "ITAM_EXPORT_MAX_WAIT_SECONDS", 300.0, float, minimum=0),
         request_timeout=_number(env, "ITAM_SERVICENOW_TIMEOUT_SECONDS", 30.0, float, minimum=0.1),
+        request_deadline=_number(env, "ITAM_SERVICENOW_DEADLINE_SECONDS", 120.0, float, minimum=1),
+        max_response_bytes=int(_number(env, "ITAM_SERVICENOW_MAX_RESPONSE_BYTES", 8 * 1024 * 1024, minimum=65_536)),
         interrupted_after_seconds=int(_number(env, "ITAM_INTERRUPTED_AFTER_SECONDS", 180, minimum=5)),
         read_back_wait_seconds=_number(env, "ITAM_EXPORT_READ_BACK_WAIT_SECONDS", 14.0, float, minimum=0),
         differential_margin=timedelta(

@@ -36,6 +36,8 @@ def _new_token_manager(redis, on_rotated: Callable[[str, str], None] | None) -> 
         timeout=plugin.config.request_timeout,
         allow_insecure=plugin.config.allow_insecure,
         on_refresh_token_rotated=on_rotated,
+        request_deadline=plugin.config.request_deadline,
+        max_response_bytes=plugin.config.max_response_bytes,
     )
 
 
@@ -76,9 +78,15 @@ def credentials(settings: ServiceNowSettings, secrets: Secrets) -> Credentials:
 
 
 def client_for(
-    tenant_id: str, creds: Credentials | None = None, tokens: TokenManager | None = None
+    tenant_id: str,
+    creds: Credentials | None = None,
+    tokens: TokenManager | None = None,
+    *,
+    deadline_seconds: float | None = None,
 ) -> ServiceNowClient:
-    """A client for the tenant's stored settings (or the given credentials, for Test connection)."""
+    """A client for the tenant's stored settings (or the given credentials, for Test connection). The client checks
+    the Instance URL again against the operator's host rule (ServiceNowError INVALID_INSTANCE_URL, nothing sent);
+    `deadline_seconds` bounds each of its calls, retries included (Test connection passes a short one)."""
     config = current_plugin().config
     if creds is None:
         creds = credentials(load_settings(tenant_id), load_secrets(tenant_id, current_plugin().crypto))
@@ -90,4 +98,8 @@ def client_for(
         allow_insecure=config.allow_insecure,
         max_retries=config.max_retries,
         max_wait_seconds=config.max_wait_seconds,
+        request_deadline=config.request_deadline,
+        deadline_seconds=deadline_seconds,
+        max_response_bytes=config.max_response_bytes,
+        allowed_hosts=config.allowed_hosts,
     )

@@ -1,15 +1,17 @@
 """The only code that calls ServiceNow's REST APIs (Import Set API, Table API): retries, backoff, one token renewal
-on 401, and classified errors. Thread-safe; never logs a secret or a record's content.
+on 401, and classified errors, each call bounded by a deadline. Thread-safe; never logs a secret or a record's content.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,15 @@ import requests
 from itam_admin.servicenow import errors
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.servicenow.oauth import Credentials, TokenManager
-from itam_admin.servicenow.transport import make_session
+from itam_admin.servicenow.query import encoded_query_value
+from itam_admin.servicenow.transport import (
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    deadline_scope,
+    make_session,
+    time_left,
+)
+from itam_admin.servicenow.urls import InstanceUrlError, normalise_instance_url
 
 log = logging.getLogger("itam_admin.servicenow")
 
@@ -105,7 +115,13 @@ def _text(value: object) -> str:
 
 
 class ServiceNowClient:
-    """One tenant's connection to its instance; share one client between threads (each gets its own session)."""
+    """One tenant's connection to its instance; share one client between threads (each gets its own session).
+
+    Time limits: `timeout` bounds each connect and each read; `request_deadline` bounds one HTTP request from connect
+    to the answer's last byte; `deadline_seconds` (default: `max_wait_seconds` + `request_deadline`) bounds one
+    public call with its token request, every retry and the waits between them. `budget()` sets a shorter limit for
+    a block of calls. Answers longer than `max_response_bytes` are refused while they are read.
+    """
 
     def __init__(
         self,
@@ -119,9 +135,20 @@ class ServiceNowClient:
         max_wait_seconds: float = 300,
         sleep: Callable[[float], None] = time.sleep,
         backoff_base: float = 0.5,
+        request_deadline: float = DEFAULT_DEADLINE_SECONDS,
+        deadline_seconds: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allowed_hosts: tuple[str, ...] | None = None,
     ) -> None:
+        try:
+            # The host-name rule again, as where the settings were saved: a URL written around the form (or saved
+            # under older rules) is refused before anything is sent, and only the rebuilt URL is ever used.
+            instance_url = normalise_instance_url(creds.instance_url, allowed_hosts or ("*",), allow_insecure)
+        except InstanceUrlError as error:
+            log.warning("refused the Instance URL of tenant %s: %s", tenant_id, error)
+            raise errors.invalid_instance_url(str(error)) from None
         self.tenant_id = tenant_id
-        self.creds = creds
+        self.creds = dataclasses.replace(creds, instance_url=instance_url)
         self._tokens = tokens
         self._timeout = timeout
         self._allow_insecure = allow_insecure
@@ -129,6 +156,9 @@ class ServiceNowClient:
         self._max_wait = max_wait_seconds
         self._sleep = sleep
         self._backoff_base = backoff_base
+        self._request_deadline = request_deadline
+        self._call_deadline = deadline_seconds if deadline_seconds is not None else max_wait_seconds + request_deadline
+        self._max_response_bytes = max_response_bytes
         self._local = threading.local()
         self._guard = threading.Lock()
         self._sessions: list[requests.Session] = []
@@ -140,18 +170,30 @@ class ServiceNowClient:
 
     # ---- public API ------------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def budget(self, seconds: float) -> Iterator[None]:
+        """Every call this thread makes inside the block (tokens, retries, waits) ends within `seconds`, e.g.
+        `with client.budget(25): client.check_connection()`; a call out of time raises a TIMEOUT ServiceNowError."""
+        with deadline_scope(seconds):
+            yield
+
     def check_connection(self) -> ConnectionCheck:
         """Obtain an access token and make one read call: look up the settings' Username in sys_user."""
         username = self.creds.username
+        try:
+            value = encoded_query_value(username)
+        except ValueError as error:
+            raise errors.invalid_username(self.host, str(error)) from None
         params = {
-            "sysparm_query": f"user_name={username.replace('^', '^^')}",
+            "sysparm_query": f"user_name={value}",
             "sysparm_limit": "1",
             "sysparm_fields": "user_name,name,sys_id,roles",
         }
-        body = self._call("GET", "/api/now/table/sys_user", what="the sys_user table", params=params)
-        rows = body.get("result") if isinstance(body, dict) else None
-        row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
-        token = self._tokens.access_token(self.tenant_id, self.creds)
+        with deadline_scope(self._call_deadline):
+            body = self._call("GET", "/api/now/table/sys_user", what="the sys_user table", params=params)
+            rows = body.get("result") if isinstance(body, dict) else None
+            row = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+            token = self._tokens.access_token(self.tenant_id, self.creds)
         return ConnectionCheck(
             host=self.host,
             username=username,
@@ -180,6 +222,7 @@ class ServiceNowClient:
         for set_id in ids:
             if not _SYS_ID.fullmatch(set_id):
                 raise ValueError(f"not a ServiceNow sys_id: {set_id!r}")
+            encoded_query_value(set_id, in_list=True)
         totals: dict[str, ImportSetRunCounts] = {}
         for start in range(0, len(ids), IDS_PER_QUERY):
             chunk = ids[start : start + IDS_PER_QUERY]
@@ -208,7 +251,12 @@ class ServiceNowClient:
         """This thread's keep-alive session (created on first use)."""
         local = self._local
         if getattr(local, "generation", None) != self._generation:
-            session = make_session(allow_insecure=self._allow_insecure, timeout=self._timeout)
+            session = make_session(
+                allow_insecure=self._allow_insecure,
+                timeout=self._timeout,
+                deadline=self._request_deadline,
+                max_response_bytes=self._max_response_bytes,
+            )
             with self._guard:
                 self._sessions.append(session)
             local.session, local.generation = session, self._generation
@@ -227,6 +275,10 @@ class ServiceNowClient:
     def _call(
         self, method: str, path: str, *, what: str, params: dict[str, str] | None = None, data: bytes | None = None
     ) -> Any:
+        with deadline_scope(self._call_deadline):
+            return self._attempts(method, path, what=what, params=params, data=data)
+
+    def _attempts(self, method: str, path: str, *, what: str, params: dict[str, str] | None, data: bytes | None) -> Any:
         attempt, waited, renewed = 0, 0.0, False
         stale: str | None = None
         while True:
@@ -302,6 +354,9 @@ class ServiceNowClient:
         else:
             delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
         if waited + delay > self._max_wait:
+            return None
+        left = time_left()
+        if left is not None and delay >= left:  # the call's deadline would pass before (or just after) the retry
             return None
         return delay
 

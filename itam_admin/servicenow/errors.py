@@ -34,6 +34,9 @@ class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"
     INTERNAL_ADDRESS = "internal_address"
     REDIRECTED = "redirected"
+    RESPONSE_TOO_LARGE = "response_too_large"
+    INVALID_INSTANCE_URL = "invalid_instance_url"
+    INVALID_USERNAME = "invalid_username"
 
 
 RETRYABLE_KINDS = frozenset(
@@ -51,6 +54,9 @@ STOPS_RUN_KINDS = frozenset(
         ErrorKind.NOT_SERVICENOW,
         ErrorKind.INTERNAL_ADDRESS,
         ErrorKind.REDIRECTED,
+        ErrorKind.RESPONSE_TOO_LARGE,
+        ErrorKind.INVALID_INSTANCE_URL,
+        ErrorKind.INVALID_USERNAME,
     }
 )
 
@@ -195,6 +201,36 @@ def make_error(
 
 def internal_address(host: str) -> ServiceNowError:
     return make_error(ErrorKind.INTERNAL_ADDRESS, host)
+
+
+def deadline_passed(host: str, seconds: float) -> ServiceNowError:
+    """No complete answer within the time allowed for the call (a stalled or trickling server, or a busy instance)."""
+    return make_error(ErrorKind.TIMEOUT, host, detail=f"no complete answer within {seconds:.0f} s")
+
+
+def response_too_large(host: str, limit: int) -> ServiceNowError:
+    """The answer was longer than this portal reads; such a server is not answering as ServiceNow does."""
+    message = (
+        f"{host} sent an answer larger than {limit / 1_000_000:.1f} MB, more than any ServiceNow API answer this "
+        "portal asks for, so it was not read. Check that the Instance URL is your ServiceNow instance; if it is, ask "
+        "the portal operator to raise the answer size limit."
+    )
+    return ServiceNowError(ErrorKind.RESPONSE_TOO_LARGE, message, None, f"answer over {limit} bytes", None, host)
+
+
+def invalid_instance_url(reason: str) -> ServiceNowError:
+    """The stored (or given) Instance URL breaks the host-name rule: nothing is sent anywhere."""
+    message = (
+        f"The Instance URL cannot be used, so nothing was sent: {reason} "
+        "Correct the Instance URL in the ServiceNow settings and save them."
+    )
+    return ServiceNowError(ErrorKind.INVALID_INSTANCE_URL, message)
+
+
+def invalid_username(host: str, reason: str) -> ServiceNowError:
+    """The Username cannot be put into a ServiceNow query safely: nothing is sent."""
+    message = f"The Username cannot be used with ServiceNow at {host}: {reason} Correct it in the ServiceNow settings."
+    return ServiceNowError(ErrorKind.INVALID_USERNAME, message, host=host)
 
 
 def redirected(host: str, location: str | None, status: int) -> ServiceNowError:
@@ -354,11 +390,15 @@ def from_exception(exc: Exception, host: str, *, what: str = "the ServiceNow API
     causes = _causes(exc)
     if any(isinstance(c, ServiceNowError) for c in causes):
         return next(c for c in causes if isinstance(c, ServiceNowError))
+    if isinstance(exc, requests.exceptions.TooManyRedirects) and exc.response is not None:
+        return redirected(host, exc.response.headers.get("Location"), exc.response.status_code)
     if isinstance(exc, requests.exceptions.SSLError) or any(isinstance(c, urllib3.exceptions.SSLError) for c in causes):
         kind = ErrorKind.TLS
     elif any(isinstance(c, urllib3.exceptions.NameResolutionError) for c in causes):
         kind = ErrorKind.HOST_NOT_FOUND
-    elif isinstance(exc, requests.exceptions.Timeout):
+    elif isinstance(exc, requests.exceptions.Timeout) or any(
+        isinstance(c, urllib3.exceptions.ReadTimeoutError) for c in causes
+    ):
         kind = ErrorKind.TIMEOUT
     elif any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in causes):
         kind = ErrorKind.CONNECTION_REFUSED

@@ -4,7 +4,9 @@ cached and refreshed once per tenant across threads and workers. Never logs, sto
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,17 +23,27 @@ from itam_admin.crypto import Crypto
 from itam_admin.servicenow import errors
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.servicenow.token_cache import AccessToken, MemoryStore, RedisStore, TokenStore, fingerprint
-from itam_admin.servicenow.transport import guard_session
+from itam_admin.servicenow.transport import (
+    DEFAULT_DEADLINE_SECONDS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    guard_session,
+    time_left,
+)
+from itam_admin.servicenow.urls import InstanceUrlError, normalise_instance_url
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["AccessToken", "Credentials", "TokenManager", "choose_client", "request_access_token"]
+__all__ = ["AccessToken", "Credentials", "TokenManager", "choose_client", "request_access_token", "token_lifetime"]
 
 log = logging.getLogger("itam_admin.servicenow")
 
 TOKEN_PATH = "/oauth_token.do"
 DEFAULT_EXPIRES_IN = 1800  # ServiceNow's default access token lifetime, used when the answer has none
+# Lifetimes a server may claim are kept within this range: shorter would mean a token request per call, longer
+# than a day is nothing ServiceNow issues, and 1e308 or "inf" must not overflow a date.
+MIN_EXPIRES_IN = 60
+MAX_EXPIRES_IN = 24 * 3600
 MAX_ROTATION_HOPS = 5
 
 
@@ -68,30 +80,72 @@ def choose_client(
     return default_id, default_secret, False
 
 
+def token_lifetime(value: object) -> int:
+    """Seconds an access token lives, from the answer's `expires_in`: numbers (or numeric text) clamped to
+    MIN_EXPIRES_IN..MAX_EXPIRES_IN; anything else (missing, NaN, infinite, not a number) gives DEFAULT_EXPIRES_IN."""
+    if isinstance(value, bool) or value is None:
+        return DEFAULT_EXPIRES_IN
+    if isinstance(value, int):
+        return max(MIN_EXPIRES_IN, min(MAX_EXPIRES_IN, value))
+    try:
+        seconds = float(str(value).strip()[:40])
+    except (TypeError, ValueError, OverflowError):
+        return DEFAULT_EXPIRES_IN
+    if not math.isfinite(seconds):
+        return DEFAULT_EXPIRES_IN
+    return int(max(MIN_EXPIRES_IN, min(MAX_EXPIRES_IN, seconds)))
+
+
 def _check_token_answer(resp: requests.Response, creds: Credentials, refresh_token: str) -> requests.Response:
     body = errors.json_body(resp) if 200 <= resp.status_code < 300 else None
     if not (isinstance(body, dict) and body.get("access_token")):
         log.info("token endpoint of %s answered HTTP %s", creds.host, resp.status_code)
         raise errors.from_token_response(resp, creds.host, custom=creds.custom, secrets=(*creds.secrets, refresh_token))
+    # Authlib turns expires_in (or expires_at) into an int itself: hand it a clamped lifetime and nothing else.
+    sane = {key: value for key, value in body.items() if key != "expires_at"}
+    sane["expires_in"] = token_lifetime(body.get("expires_in"))
+    resp._content = json.dumps(sane).encode()
     return resp
 
 
 def request_access_token(
-    creds: Credentials, refresh_token: str, *, timeout: float, allow_insecure: bool, now: float
+    creds: Credentials,
+    refresh_token: str,
+    *,
+    timeout: float,
+    allow_insecure: bool,
+    now: float,
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> tuple[AccessToken, str | None]:
-    """One refresh_token grant; returns the access token and the new refresh token when the server rotated it."""
+    """One refresh_token grant; returns the access token and the new refresh token when the server rotated it.
+
+    The request ends within `deadline_seconds` (connect to last byte; sooner inside a transport.deadline_scope),
+    reads at most `max_response_bytes`, and goes only to the Instance URL rebuilt by the host-name rule."""
     if not creds.client_id or not creds.client_secret:
         raise ServiceNowError(ErrorKind.CLIENT_REFUSED, errors.no_client_message(), host=creds.host)
     if not refresh_token:
         raise errors.make_error(ErrorKind.TOKEN_REFUSED, creds.host, custom=creds.custom)
+    try:
+        # The operator's host list was applied when the client was built; here the form of the URL is checked.
+        base_url = normalise_instance_url(creds.instance_url, ("*",), allow_insecure)
+    except InstanceUrlError as error:
+        raise errors.invalid_instance_url(str(error)) from None
     session = OAuth2Session(
         client_id=creds.client_id, client_secret=creds.client_secret, token_endpoint_auth_method="client_secret_post"
     )
-    guard_session(session, allow_insecure=allow_insecure, timeout=timeout, pool_maxsize=1)
+    guard_session(
+        session,
+        allow_insecure=allow_insecure,
+        timeout=timeout,
+        pool_maxsize=1,
+        deadline=deadline_seconds,
+        max_response_bytes=max_response_bytes,
+    )
     session.register_compliance_hook("refresh_token_response", lambda r: _check_token_answer(r, creds, refresh_token))
     try:
         answer = session.refresh_token(
-            creds.instance_url + TOKEN_PATH, refresh_token=refresh_token, timeout=timeout, allow_redirects=False
+            base_url + TOKEN_PATH, refresh_token=refresh_token, timeout=timeout, allow_redirects=False
         )
     except requests.RequestException as exc:
         raise errors.from_exception(exc, creds.host, what="the OAuth token endpoint") from None
@@ -99,10 +153,7 @@ def request_access_token(
         raise errors.make_error(ErrorKind.NOT_SERVICENOW, creds.host, status=200, stops_run=True) from None
     finally:
         session.close()
-    try:
-        expires_in = float(answer.get("expires_in") or DEFAULT_EXPIRES_IN)
-    except (TypeError, ValueError):
-        expires_in = DEFAULT_EXPIRES_IN
+    expires_in = token_lifetime(answer.get("expires_in"))
     token = AccessToken(
         value=str(answer["access_token"]),
         expires_at=datetime.fromtimestamp(now + expires_in, UTC),
@@ -130,6 +181,8 @@ class TokenManager:
         on_refresh_token_rotated: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.time,
         margin_seconds: int = 120,
+        request_deadline: float = DEFAULT_DEADLINE_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._store: TokenStore = RedisStore(redis, crypto) if redis is not None else MemoryStore(clock)
         self._timeout = timeout
@@ -137,7 +190,10 @@ class TokenManager:
         self._on_rotated = on_refresh_token_rotated
         self._clock = clock
         self._margin = margin_seconds
-        self._lock_timeout = 2 * timeout + 10
+        self._deadline = request_deadline
+        self._max_response_bytes = max_response_bytes
+        # Held for one token request at most, which ends by its deadline.
+        self._lock_timeout = request_deadline + 10
         self._guard = threading.Lock()
         self._tenant_locks: dict[str, threading.Lock] = {}
         self._memory: dict[tuple[str, str], AccessToken] = {}
@@ -150,10 +206,15 @@ class TokenManager:
         presented = (tenant_id, fingerprint(creds.instance_url, creds.client_id, creds.refresh_token))
         if not force_refresh and (token := self._fresh(self._memory.get(presented))):
             return token
-        with self._tenant_lock(tenant_id):
+        lock = self._tenant_lock(tenant_id)
+        left = time_left()  # inside a caller's deadline_scope, wait no longer than it allows
+        if not lock.acquire(timeout=-1 if left is None else left):
+            log.warning("waited too long for another thread's token refresh of %s", creds.host)
+            raise errors.make_error(ErrorKind.TIMEOUT, creds.host)
+        try:
             if not force_refresh and (token := self._fresh(self._memory.get(presented))):
                 return token
-            with self._store.lock(tenant_id, self._lock_timeout) as acquired:
+            with self._store.lock(tenant_id, self._lock_timeout, wait=time_left()) as acquired:
                 if not acquired:
                     log.warning("waited too long for the token refresh lock of %s", creds.host)
                     raise errors.make_error(ErrorKind.TIMEOUT, creds.host)
@@ -162,6 +223,8 @@ class TokenManager:
                 self._prune()
                 self._memory[presented] = token
             return token
+        finally:
+            lock.release()
 
     def forget(self, tenant_id: str) -> None:
         """Drop the tenant's cached tokens (its settings changed)."""
@@ -179,7 +242,13 @@ class TokenManager:
         if cached is not None and (not force_refresh or (stale_token is not None and cached.value != stale_token)):
             return cached
         token, rotated = request_access_token(
-            creds, refresh_token, timeout=self._timeout, allow_insecure=self._allow_insecure, now=self._clock()
+            creds,
+            refresh_token,
+            timeout=self._timeout,
+            allow_insecure=self._allow_insecure,
+            now=self._clock(),
+            deadline_seconds=self._deadline,
+            max_response_bytes=self._max_response_bytes,
         )
         if rotated:
             self._store.put_rotated(tenant_id, fp, rotated)

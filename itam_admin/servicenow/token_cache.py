@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,7 +52,9 @@ class TokenStore(Protocol):
     def rotated(self, tenant_id: str, fp: str) -> str | None: ...
     def put_rotated(self, tenant_id: str, fp: str, refresh_token: str) -> None: ...
     def forget(self, tenant_id: str) -> None: ...
-    def lock(self, tenant_id: str, timeout: float) -> contextlib.AbstractContextManager[bool]: ...
+    def lock(
+        self, tenant_id: str, timeout: float, wait: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]: ...
 
 
 class MemoryStore:
@@ -88,7 +91,7 @@ class MemoryStore:
                     del table[key]
 
     @contextlib.contextmanager
-    def lock(self, tenant_id: str, timeout: float) -> Iterator[bool]:
+    def lock(self, tenant_id: str, timeout: float, wait: float | None = None) -> Iterator[bool]:
         yield True  # the TokenManager's per-tenant thread lock already serialises this process
 
 
@@ -123,9 +126,15 @@ class RedisStore:
         text = self._load(f"{PREFIX}:access-token:{tenant_id}:{fp}")
         if text is None:
             return None
-        data = json.loads(text)
-        expires_at = datetime.fromtimestamp(data["expires_at"], UTC)
-        return AccessToken(value=data["access_token"], expires_at=expires_at, scope=data.get("scope", ""))
+        try:
+            data = json.loads(text)
+            stamp = float(data["expires_at"])
+            if not math.isfinite(stamp):
+                return None
+            expires_at = datetime.fromtimestamp(stamp, UTC)
+            return AccessToken(value=str(data["access_token"]), expires_at=expires_at, scope=str(data.get("scope", "")))
+        except (ValueError, TypeError, KeyError, OverflowError, OSError):  # unreadable entry: a cache miss
+            return None
 
     def put(self, tenant_id: str, fp: str, token: AccessToken, ttl: float) -> None:
         data = {"access_token": token.value, "expires_at": token.expires_at.timestamp(), "scope": token.scope}
@@ -143,8 +152,11 @@ class RedisStore:
         self._redis.delete(index, *keys)
 
     @contextlib.contextmanager
-    def lock(self, tenant_id: str, timeout: float) -> Iterator[bool]:
-        lock = self._redis.lock(f"{PREFIX}:token-lock:{tenant_id}", timeout=timeout, blocking_timeout=timeout + 5)
+    def lock(self, tenant_id: str, timeout: float, wait: float | None = None) -> Iterator[bool]:
+        """Hold the tenant's refresh lock (expiring after `timeout`), waiting for it at most `wait` seconds
+        (default: a little longer than another holder may keep it)."""
+        blocking = timeout + 5 if wait is None else max(0.0, min(wait, timeout + 5))
+        lock = self._redis.lock(f"{PREFIX}:token-lock:{tenant_id}", timeout=timeout, blocking_timeout=blocking)
         acquired = lock.acquire()
         try:
             yield bool(acquired)

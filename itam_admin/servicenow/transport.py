@@ -1,14 +1,23 @@
 """HTTP sessions for ServiceNow that resolve the host once, refuse internal addresses and connect to exactly a checked
 address (so DNS rebinding cannot slip past), TLS still verifying the real name; never follows proxies or redirects.
+Every request ends by a deadline (connect to last byte) and no answer is read past a size cap, whatever the server does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import heapq
 import ipaddress
+import itertools
 import logging
+import os
 import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,6 +32,160 @@ log = logging.getLogger("itam_admin.servicenow")
 
 USER_AGENT = "itam-servicenow-connector"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# ServiceNow cancels a REST or Import Set request after its 60 s transaction quota; twice that leaves room for
+# sending a 5 MB batch over a slow link and for the answer, and still ends a request stuck on a stalled server.
+DEFAULT_DEADLINE_SECONDS = 120.0
+# The answers this portal asks for are small (a token, one sys_user row, at most 500 sys_import_set_run rows: well
+# under 1 MB), and ServiceNow itself caps REST bodies at 10 MB (glide.rest.max_content_length): 8 MiB is ample.
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+READ_CHUNK_BYTES = 16 * 1024
+
+
+# ---- deadlines ------------------------------------------------------------------------------------------------
+
+_local = threading.local()  # .scopes: [(monotonic deadline, seconds)], .watch: the _Watch of the request in flight
+
+
+def _scopes() -> list[tuple[float, float]]:
+    scopes = getattr(_local, "scopes", None)
+    if scopes is None:
+        scopes = _local.scopes = []
+    return scopes
+
+
+@contextlib.contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[None]:
+    """Every ServiceNow request this thread makes inside the block (token, REST, retries) ends within `seconds` from
+    now; nested scopes keep the earliest end. None: no limit beyond each request's own deadline."""
+    if seconds is None:
+        yield
+        return
+    scopes = _scopes()
+    entry = (time.monotonic() + max(0.0, seconds), seconds)
+    if scopes and scopes[-1][0] < entry[0]:
+        entry = scopes[-1]
+    scopes.append(entry)
+    try:
+        yield
+    finally:
+        scopes.pop()
+
+
+def current_deadline() -> tuple[float, float] | None:
+    """(monotonic time, length in seconds) of the innermost deadline_scope of this thread, or None."""
+    scopes = _scopes()
+    return scopes[-1] if scopes else None
+
+
+def time_left() -> float | None:
+    """Seconds left in this thread's deadline_scope (never negative), or None without one."""
+    scope = current_deadline()
+    return None if scope is None else max(0.0, scope[0] - time.monotonic())
+
+
+class _Watch:
+    """The sockets of one request in flight; when its deadline passes they are shut down, which ends any read or
+    TLS handshake blocked on them (a server trickling a byte a second never trips a per-read timeout)."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.fired = False
+        self.done = False
+        self._lock = threading.Lock()
+        self._socks: dict[int, socket.socket] = {}  # watched fd -> our own duplicate of it
+
+    def add(self, sock: socket.socket) -> None:
+        try:
+            fd = sock.fileno()
+            if fd < 0 or fd in self._socks:
+                return
+            # A duplicate descriptor of our own: shutting it down ends the connection, and it is never a
+            # descriptor that was closed and reused for something else meanwhile.
+            dup = socket.fromfd(fd, sock.family, sock.type)
+        except OSError:
+            return
+        with self._lock:
+            if self.done:
+                dup.close()
+                return
+            self._socks[fd] = dup
+            if self.fired:
+                _shutdown(dup)
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.fired = True
+            for dup in self._socks.values():
+                _shutdown(dup)
+
+    def close(self) -> None:
+        with self._lock:
+            self.done = True
+            socks, self._socks = list(self._socks.values()), {}
+        for dup in socks:
+            dup.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread per process that fires each request's watch at its deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._cond:
+            if len(self._heap) > 4096:  # finished watches wait in the heap until their time: drop them
+                self._heap = [entry for entry in self._heap if not entry[2].done]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (watch.at, next(self._order), watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="servicenow-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is watch:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        due = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(wait)
+            due.fire()
+
+
+_watchdog = _Watchdog()
+
+
+def _new_watchdog_after_fork() -> None:
+    global _watchdog
+    _watchdog = _Watchdog()  # RQ forks a work horse per job: the parent's thread does not exist there
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    watch = getattr(_local, "watch", None)
+    if watch is not None and sock is not None:
+        watch.add(sock)
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -89,6 +252,7 @@ def _guarded_new_conn(conn: HTTPConnection, allow_internal: bool) -> socket.sock
             last_error = exc
             continue
         sys.audit("http.client.connect", conn, conn.host, conn.port)
+        _watch_socket(sock)
         return sock
     error = last_error or OSError(f"{host} has no address")
     raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
@@ -100,12 +264,20 @@ class GuardedHTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
         return _guarded_new_conn(self, self.allow_internal)
 
+    def request(self, *args, **kwargs) -> None:
+        _watch_socket(self.sock)  # a kept-alive connection: its socket was made for an earlier request
+        super().request(*args, **kwargs)
+
 
 class GuardedHTTPSConnection(HTTPSConnection):
     allow_internal = False
 
     def _new_conn(self) -> socket.socket:
         return _guarded_new_conn(self, self.allow_internal)
+
+    def request(self, *args, **kwargs) -> None:
+        _watch_socket(self.sock)
+        super().request(*args, **kwargs)
 
 
 @functools.cache
@@ -120,12 +292,53 @@ def _pool_classes(allow_internal: bool) -> dict[str, type[HTTPConnectionPool]]:
     return classes
 
 
-class GuardedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose keep-alive pools use the guarded connections and a default timeout."""
+def _read_body(response: requests.Response, at: float, limit: int, host: str) -> None:
+    """Read the whole answer into `response` in chunks, refusing it past `limit` bytes or past the deadline."""
+    length = (response.headers.get("Content-Length") or "").strip()
+    if length.isdigit() and int(length) > limit:
+        response.close()
+        raise errors.response_too_large(host, limit)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_content(READ_CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:
+                raise errors.response_too_large(host, limit)
+            if time.monotonic() >= at:
+                raise TimeoutError("deadline passed while reading the answer")
+            chunks.append(chunk)
+    except BaseException:
+        response.close()  # not read to its end: the connection must not go back to the pool
+        raise
+    response._content = b"".join(chunks)
 
-    def __init__(self, *, allow_insecure: bool, timeout: float, pool_maxsize: int = 10) -> None:
+
+def _bounded(timeout: float | tuple | None, default: float, budget: float) -> float | tuple[float, float]:
+    """The per-operation timeout requests applies, never longer than what is left of the deadline."""
+    if isinstance(timeout, tuple):
+        return tuple(min(part if part is not None else default, budget) for part in timeout)
+    return min(timeout or default, budget)
+
+
+class GuardedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose keep-alive pools use the guarded connections, with a per-operation timeout, a deadline
+    for the whole request (connect to last byte) and a cap on the answer's size; answers are always read whole here.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_insecure: bool,
+        timeout: float,
+        pool_maxsize: int = 10,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.allow_insecure = allow_insecure
         self.default_timeout = timeout
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
         super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -138,22 +351,85 @@ class GuardedAdapter(HTTPAdapter):
         )
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        return super().send(
-            request, stream=stream, timeout=timeout or self.default_timeout, verify=verify, cert=cert, proxies=None
-        )
+        host = urlsplit(request.url).netloc
+        start = time.monotonic()
+        at, seconds = start + self.deadline, self.deadline
+        scope = current_deadline()
+        if scope is not None and scope[0] < at:
+            at, seconds = scope
+        if at - start <= 0:
+            raise errors.deadline_passed(host, seconds)
+        watch = _Watch(at)
+        previous, _local.watch = getattr(_local, "watch", None), watch
+        _watchdog.add(watch)
+        try:
+            # Always streamed, then read here in chunks: the size cap and the deadline hold for every caller.
+            response = super().send(
+                request,
+                stream=True,
+                timeout=_bounded(timeout, self.default_timeout, at - start),
+                verify=verify,
+                cert=cert,
+                proxies=None,
+            )
+            _read_body(response, at, self.max_response_bytes, host)
+            if watch.fired:
+                # Shut down mid-answer, http.client takes the end of the stream for the end of the headers or of a
+                # body without Content-Length: what arrived may look complete but is not.
+                raise TimeoutError("deadline passed while the answer arrived")
+            return response
+        except errors.ServiceNowError:
+            raise
+        except Exception as exc:
+            if watch.fired or time.monotonic() >= at:
+                log.info("%s: no complete answer within %.0f s", host, seconds)
+                raise errors.deadline_passed(host, seconds) from exc
+            raise
+        finally:
+            _local.watch = previous
+            watch.close()
 
 
-def guard_session(session: requests.Session, *, allow_insecure: bool, timeout: float, pool_maxsize: int = 10) -> None:
+def guard_session(
+    session: requests.Session,
+    *,
+    allow_insecure: bool,
+    timeout: float,
+    pool_maxsize: int = 10,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> None:
     """Mount the guarded adapter on an existing session (also Authlib's OAuth2Session) and switch off env lookups."""
     session.trust_env = False  # no proxies or .netrc from the environment: they would bypass the address check
+    session.max_redirects = 0  # a redirect is an answer to classify, never a request to make
     session.headers["User-Agent"] = USER_AGENT
-    adapter = GuardedAdapter(allow_insecure=allow_insecure, timeout=timeout, pool_maxsize=pool_maxsize)
+    adapter = GuardedAdapter(
+        allow_insecure=allow_insecure,
+        timeout=timeout,
+        pool_maxsize=pool_maxsize,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
 
 
-def make_session(*, allow_insecure: bool, timeout: float, pool_maxsize: int = 10) -> requests.Session:
+def make_session(
+    *,
+    allow_insecure: bool,
+    timeout: float,
+    pool_maxsize: int = 10,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> requests.Session:
     """A keep-alive session for one thread that only ever connects to public addresses (unless allow_insecure)."""
     session = requests.Session()
-    guard_session(session, allow_insecure=allow_insecure, timeout=timeout, pool_maxsize=pool_maxsize)
+    guard_session(
+        session,
+        allow_insecure=allow_insecure,
+        timeout=timeout,
+        pool_maxsize=pool_maxsize,
+        deadline=deadline,
+        max_response_bytes=max_response_bytes,
+    )
     return session
