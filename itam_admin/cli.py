@@ -84,21 +84,32 @@ def schedule_tick_command(now_text: str | None) -> None:
 @click.option("--no-scheduler", is_flag=True, help="Run only jobs, not the weekly scheduler and run reaper.")
 @click.option("--tick-seconds", default=30.0, show_default=True, help="How often the scheduler looks for due exports.")
 def worker_command(burst: bool, no_scheduler: bool, tick_seconds: float) -> None:
-    """An RQ worker for the plugin's queue, with the weekly scheduler (safe to run on several machines)."""
+    """An RQ worker for the plugin's queue, with the weekly scheduler (safe to run on several machines). It waits
+    out Redis and database outages instead of exiting."""
+    import logging
+
     from flask import current_app
-    from rq import Worker
 
     from itam_admin import current_plugin
     from itam_admin.exports import jobs
     from itam_admin.exports.scheduler_loop import start_scheduler_thread
+    from itam_admin.exports.worker import run_worker
 
     app = current_app._get_current_object()
     jobs.set_worker_app(app)
     plugin = current_plugin()
+    ours = logging.getLogger("itam_admin")
+    if not ours.handlers and not logging.getLogger().handlers:
+        # The outage and recovery lines must reach the operator even when the host configured no logging.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
     if not no_scheduler:
         start_scheduler_thread(app, tick_seconds)
-    worker = Worker([jobs.queue()], connection=plugin.redis)
-    click.echo(
-        f"Worker {worker.name} listening on {jobs.QUEUE_NAME}{' with the scheduler' if not no_scheduler else ''}."
-    )
-    worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+
+    def announce(name: str) -> None:
+        scheduler = " with the scheduler" if not no_scheduler else ""
+        click.echo(f"Worker {name} listening on {jobs.QUEUE_NAME}{scheduler}.")
+
+    run_worker(plugin.redis, burst=burst, announce=announce)

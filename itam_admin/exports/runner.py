@@ -119,19 +119,37 @@ def finish(run: ExportRun, status: str, message: str | None, kind: str | None = 
 
 def mark_interrupted(run_id: int, reason: str = "the worker stopped") -> bool:
     """End a run whose worker died: failed, 'interrupted'. The next export sends what it did not."""
+    return _end_active_run(
+        run_id,
+        (QUEUED, RUNNING),
+        "interrupted",
+        f"The export was interrupted ({reason}) before it finished. Records that ServiceNow had accepted are "
+        "remembered; start the export again to send the rest.",
+    )
+
+
+QUEUE_LOST = (
+    "The export queue lost this export before a worker started it (for example, Redis was restarted); start it "
+    "again. Nothing was sent."
+)
+QUEUE_STALLED = (
+    "No export worker started this export within a day, so it was given up; start it again, and if it stays queued "
+    "ask the portal operator to check that the export workers are running. Nothing was sent."
+)
+
+
+def mark_lost(run_id: int, message: str, kind: str) -> bool:
+    """End a queued run that no job will ever start (see jobs.recover_lost_runs); a run a worker claimed meanwhile
+    is left alone."""
+    return _end_active_run(run_id, (QUEUED,), kind, message)
+
+
+def _end_active_run(run_id: int, statuses: tuple[str, ...], kind: str, message: str) -> bool:
     db.session.rollback()
     result = db.session.execute(
         update(ExportRun)
-        .where(ExportRun.id == run_id, ExportRun.status.in_((QUEUED, RUNNING)))
-        .values(
-            status=FAILED,
-            finished_at=utcnow(),
-            error_kind="interrupted",
-            message=(
-                f"The export was interrupted ({reason}) before it finished. Records that ServiceNow had accepted are "
-                "remembered; start the export again to send the rest."
-            ),
-        )
+        .where(ExportRun.id == run_id, ExportRun.status.in_(statuses))
+        .values(status=FAILED, finished_at=utcnow(), error_kind=kind, message=message)
     )
     db.session.commit()
     return result.rowcount == 1

@@ -1,5 +1,6 @@
-"""The scheduler thread a worker runs: weekly exports that are due, and runs whose worker died. Any number of
-workers may run it at once; the database makes each weekly export start once."""
+"""The scheduler thread a worker runs: weekly exports that are due, runs whose worker died, and queued runs whose job
+the queue lost. Any number of workers may run it at once; the database makes each weekly export start once. It
+never gives up on Redis or the database: an outage is logged once and the next tick tries again."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import threading
 from datetime import datetime
 
 from flask import Flask
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from itam_admin import current_plugin
 from itam_admin.db import db
+from itam_admin.exports import outage
 
 log = logging.getLogger("itam_admin.schedule")
 
 
 def scheduler_pass(now: datetime | None = None) -> list[str]:
-    """Reap runs whose worker died, then start the weekly exports due at `now` (default: the clock)."""
+    """Reap runs whose worker died, queue again (or end) runs whose job was lost, then start the weekly exports due
+    at `now` (default: the clock; the first two always go by the clock)."""
+    from itam_admin.exports.jobs import recover_lost_runs
     from itam_admin.exports.runner import reap_stale_runs
     from itam_admin.exports.schedule import scheduler_tick
 
@@ -24,6 +30,11 @@ def scheduler_pass(now: datetime | None = None) -> list[str]:
     reaped = reap_stale_runs(config.interrupted_after_seconds)
     if reaped:
         log.warning("marked %d export run(s) as interrupted", reaped)
+    try:
+        recover_lost_runs()
+    except RedisError as error:
+        db.session.rollback()
+        outage.REDIS.failed(error)  # a queue we cannot see is not a lost queue: decide nothing until it answers
     return scheduler_tick(config, now=now)
 
 
@@ -35,9 +46,13 @@ def start_scheduler_thread(app: Flask, tick_seconds: float) -> threading.Thread:
             with app.app_context():
                 try:
                     scheduler_pass()
-                except Exception:  # the database or Redis may be down for a while: try again next tick
+                    outage.DATABASE.recovered()
+                except DBAPIError as error:  # the database is down or locked for a while: try again next tick
+                    outage.DATABASE.failed(error.orig or error)
+                    _rollback()
+                except Exception:
                     log.exception("scheduler pass failed; retrying in %s s", tick_seconds)
-                    db.session.rollback()
+                    _rollback()
                 finally:
                     db.session.remove()
             stop.wait(tick_seconds)
@@ -45,3 +60,10 @@ def start_scheduler_thread(app: Flask, tick_seconds: float) -> threading.Thread:
     thread = threading.Thread(target=loop, name="itam-scheduler", daemon=True)
     thread.start()
     return thread
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except DBAPIError:
+        pass  # the connection is gone; the session is removed right after

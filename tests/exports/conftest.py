@@ -88,3 +88,41 @@ def run_export(app):
 
 def counts(run) -> dict[str, tuple[int, int]]:
     return {dt.data_type: (dt.sent, dt.failed) for dt in run.data_types}
+
+
+class RedisProcess:
+    """A redis-server of the test's own (nothing kept on disk), which the test can kill and start again on the same
+    port: a restart comes back empty, as a Redis without persistence does."""
+
+    def __init__(self, workdir) -> None:
+        from itam_admin.portal.embedded_redis import free_port
+
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        from itam_admin.portal.embedded_redis import start_redis_server
+
+        self.process = start_redis_server(self.port, self.workdir)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    workdir = tmp_path / "own-redis"
+    workdir.mkdir()
+    server = RedisProcess(workdir)
+    yield server
+    server.stop()
