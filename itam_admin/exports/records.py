@@ -2,7 +2,9 @@
 record exactly as ServiceNow receives it (all strings). Pure functions; never touches the database or the network.
 
 A *row* is a plain tuple (a Core ``Row`` will do) holding the values of ``ROW_COLUMNS[data_type]`` in that order:
-the record's fields without the ``u_`` prefix and without ``u_operational_status``.
+the record's fields without the ``u_`` prefix and without ``u_operational_status``. Source ids go out scoped to their
+tenant, ``<tenant id>:<record id>`` (``u_source_id`` and ``u_computer_source_id``), so two tenants exporting to one
+instance never coalesce into each other's records; a row holds the record id alone.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "u_source_id",
         "u_computer_source_id",
         "u_computer_name",
+        "u_computer_serial_number",
         "u_display_name",
         "u_publisher",
         "u_version",
@@ -81,6 +84,17 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
 
 OPERATIONAL = "operational"
 RETIRED = "retired"
+SOURCE_ID_SEPARATOR = ":"
+
+
+def source_id_prefix(tenant_id: str) -> str:
+    """What every source id of the tenant starts with on the wire (and in the record of what was sent)."""
+    return f"{tenant_id}{SOURCE_ID_SEPARATOR}"
+
+
+def scoped_source_id(tenant_id: str, record_id: str) -> str:
+    """A record id as ServiceNow receives it: `<tenant id>:<record id>`."""
+    return f"{tenant_id}{SOURCE_ID_SEPARATOR}{record_id}"
 
 
 def _number(value: Any) -> str:
@@ -121,8 +135,9 @@ def _datetime(value: datetime) -> str:
     return f"{_date(value.date())} {two[value.hour]}:{two[value.minute]}:{two[value.second]}"
 
 
-def hardware_inventory_record(row: Sequence[Any]) -> dict[str, str]:
-    """The hardware inventory record for a row of ``ROW_COLUMNS["hardware_inventory"]``."""
+def hardware_inventory_record(row: Sequence[Any], prefix: str) -> dict[str, str]:
+    """The hardware inventory record for a row of ``ROW_COLUMNS["hardware_inventory"]``; ``prefix`` is the tenant's
+    ``source_id_prefix``."""
     (
         source_id,
         name,
@@ -142,7 +157,7 @@ def hardware_inventory_record(row: Sequence[Any]) -> dict[str, str]:
         last_inventory_date,
     ) = row
     return {
-        "u_source_id": str(source_id),
+        "u_source_id": prefix + str(source_id),
         "u_name": "" if name is None else str(name),
         "u_serial_number": "" if serial_number is None else str(serial_number),
         "u_manufacturer": "" if manufacturer is None else str(manufacturer),
@@ -174,8 +189,9 @@ def hardware_inventory_record(row: Sequence[Any]) -> dict[str, str]:
     }
 
 
-def contract_record(row: Sequence[Any]) -> dict[str, str]:
-    """The contract record for a row of ``ROW_COLUMNS["contracts"]``."""
+def contract_record(row: Sequence[Any], prefix: str) -> dict[str, str]:
+    """The contract record for a row of ``ROW_COLUMNS["contracts"]``; ``prefix`` is the tenant's
+    ``source_id_prefix``."""
     (
         source_id,
         contract_number,
@@ -190,7 +206,7 @@ def contract_record(row: Sequence[Any]) -> dict[str, str]:
         renewable,
     ) = row
     return {
-        "u_source_id": str(source_id),
+        "u_source_id": prefix + str(source_id),
         "u_contract_number": "" if contract_number is None else str(contract_number),
         "u_vendor": "" if vendor is None else str(vendor),
         "u_description": "" if description is None else str(description),
@@ -205,12 +221,14 @@ def contract_record(row: Sequence[Any]) -> dict[str, str]:
     }
 
 
-def installed_application_record(row: Sequence[Any]) -> dict[str, str]:
-    """The installed application record for a row of ``ROW_COLUMNS["installed_applications"]``."""
+def installed_application_record(row: Sequence[Any], prefix: str) -> dict[str, str]:
+    """The installed application record for a row of ``ROW_COLUMNS["installed_applications"]``; ``prefix`` is the
+    tenant's ``source_id_prefix`` (the computer's id is scoped the same way)."""
     (
         source_id,
         computer_source_id,
         computer_name,
+        computer_serial_number,
         display_name,
         publisher,
         version,
@@ -219,9 +237,10 @@ def installed_application_record(row: Sequence[Any]) -> dict[str, str]:
         install_location,
     ) = row
     return {
-        "u_source_id": str(source_id),
-        "u_computer_source_id": "" if computer_source_id is None else str(computer_source_id),
+        "u_source_id": prefix + str(source_id),
+        "u_computer_source_id": "" if computer_source_id is None else prefix + str(computer_source_id),
         "u_computer_name": "" if computer_name is None else str(computer_name),
+        "u_computer_serial_number": "" if computer_serial_number is None else str(computer_serial_number),
         "u_display_name": "" if display_name is None else str(display_name),
         "u_publisher": "" if publisher is None else str(publisher),
         "u_version": "" if version is None else str(version),
@@ -232,7 +251,7 @@ def installed_application_record(row: Sequence[Any]) -> dict[str, str]:
     }
 
 
-RECORD_BUILDERS: dict[str, Callable[[Sequence[Any]], dict[str, str]]] = {
+RECORD_BUILDERS: dict[str, Callable[[Sequence[Any], str], dict[str, str]]] = {
     "hardware_inventory": hardware_inventory_record,
     "contracts": contract_record,
     "installed_applications": installed_application_record,
@@ -246,14 +265,21 @@ def check_data_type(data_type: str) -> str:
     return data_type
 
 
-def record_builder(data_type: str) -> Callable[[Sequence[Any]], dict[str, str]]:
-    """The row-to-record function of a data type; raises ValueError for an unknown data type."""
-    return RECORD_BUILDERS[check_data_type(data_type)]
+def record_builder(data_type: str, tenant_id: str) -> Callable[[Sequence[Any]], dict[str, str]]:
+    """The row-to-record function of a data type for one tenant's rows (its source ids scoped with one constant
+    prefix, so the records keep the rows' code-point order); raises ValueError for an unknown data type."""
+    build = RECORD_BUILDERS[check_data_type(data_type)]
+    prefix = source_id_prefix(tenant_id)
+
+    def built(row: Sequence[Any]) -> dict[str, str]:
+        return build(row, prefix)
+
+    return built
 
 
 def retirement_record(data_type: str, source_id: str) -> dict[str, str]:
     """The record that tells ServiceNow to retire an asset deleted from ITAM: every field present, only the source
-    id set, ``u_operational_status`` ``retired``."""
+    id set (as it was sent: already scoped to its tenant), ``u_operational_status`` ``retired``."""
     record = dict.fromkeys(FIELDS[check_data_type(data_type)], "")
     record["u_source_id"] = str(source_id)
     record["u_operational_status"] = RETIRED

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, or_, s
 from sqlalchemy.orm import Session, scoped_session
 
 from itam_admin.db import db
-from itam_admin.exports.records import ROW_COLUMNS, check_data_type, record_builder
+from itam_admin.exports.records import ROW_COLUMNS, check_data_type, record_builder, source_id_prefix
 from itam_admin.inventory.models import TABLES_BY_DATA_TYPE
 
 
@@ -26,7 +26,8 @@ class InventorySource(Protocol):
     def iter_records(self, tenant_id: str, data_type: str) -> Iterator[dict[str, str]]:
         """The tenant's records exactly as sent, ordered by ``u_source_id`` in code-point order (so a caller can
         merge-join them with another stream ordered the same way), streamed: memory does not grow with their
-        number."""
+        number. Source ids are scoped to the tenant, ``<tenant id>:<record id>``: build records with
+        ``itam_admin.exports.records.record_builder(data_type, tenant_id)``."""
         ...
 
 
@@ -37,7 +38,11 @@ _INSTALL = TABLES_BY_DATA_TYPE["installed_applications"]
 
 def _columns(data_type: str) -> list[ColumnElement[Any]]:
     table = TABLES_BY_DATA_TYPE[data_type]
-    joined = {"computer_source_id": _COMPUTER.c.source_id, "computer_name": _COMPUTER.c.name}
+    joined = {
+        "computer_source_id": _COMPUTER.c.source_id,
+        "computer_name": _COMPUTER.c.name,
+        "computer_serial_number": _COMPUTER.c.serial_number,
+    }
     return [joined[name] if name in joined else table.c[name] for name in ROW_COLUMNS[data_type]]
 
 
@@ -79,7 +84,7 @@ class SqlInventorySource:
         return self._fetch(_base_query(data_type, tenant_id, func.count()))[0][0]
 
     def iter_records(self, tenant_id: str, data_type: str) -> Iterator[dict[str, str]]:
-        build = record_builder(data_type)  # an unknown data type fails here, not at the first record
+        build = record_builder(data_type, tenant_id)  # an unknown data type fails here, not at the first record
         key: ColumnElement[str] = TABLES_BY_DATA_TYPE[data_type].c.source_id
         if self._dialect_name() == "postgresql":
             # The column is declared COLLATE "C" already; saying so again keeps the order right on a database
@@ -90,8 +95,9 @@ class SqlInventorySource:
 
     def iter_records_changed_since(self, tenant_id: str, data_type: str, since: datetime) -> Iterator[dict[str, str]]:
         """Like iter_records, but only records whose row changed at or after `since` (for installs also those whose
-        computer changed: they carry its name). Differential exports use it to skip unchanged rows in SQL."""
-        build = record_builder(data_type)
+        computer changed: they carry its name and serial number). Differential exports use it to skip unchanged rows
+        in SQL."""
+        build = record_builder(data_type, tenant_id)
         key: ColumnElement[str] = TABLES_BY_DATA_TYPE[data_type].c.source_id
         if self._dialect_name() == "postgresql":
             key = key.collate("C")
@@ -102,12 +108,15 @@ class SqlInventorySource:
         return self._stream(query.order_by(key).limit(self.chunk_size), key, build)
 
     def still_exists(self, tenant_id: str, data_type: str, source_id: ColumnElement[str]) -> ColumnElement[bool] | None:
-        """An EXISTS clause, true where `source_id` names a record the tenant still has, so a caller in the same
-        database can find deleted records with one anti-join; None when this source reads another database."""
+        """An EXISTS clause, true where `source_id` (a source id as sent, scoped to the tenant) names a record the
+        tenant still has, so a caller in the same database can find deleted records with one anti-join; None when
+        this source reads another database."""
         if self._target is not None:
             return None
         table = TABLES_BY_DATA_TYPE[data_type]
-        return exists().where(table.c.tenant_id == tenant_id, table.c.source_id == source_id)
+        # The prefix comes off the sent id, not onto the table's: the lookup stays on the (tenant_id, source_id) index.
+        record_id = func.substr(source_id, len(source_id_prefix(tenant_id)) + 1)
+        return exists().where(table.c.tenant_id == tenant_id, table.c.source_id == record_id)
 
     def _stream(
         self, query: Select[Any], key: ColumnElement[str], build: Callable[[Any], dict[str, str]]

@@ -38,7 +38,7 @@ def test_second_export_sends_nothing_then_only_changes_and_retirements(
     assert sandbox.wait_idle(20)
     rows = sandbox.records("cmdb_sam_sw_install")
     assert len(rows) == 300
-    deleted = set(changed["installed_applications"]["deleted"])
+    deleted = {f"acme:{record_id}" for record_id in changed["installed_applications"]["deleted"]}
     retired = {
         row["u_source_id"]
         for row in rows

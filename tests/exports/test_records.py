@@ -1,4 +1,5 @@
-"""Records exactly as ServiceNow receives them: the staging tables and fields of SPEC section 5, all strings."""
+"""Records exactly as ServiceNow receives them: the staging tables and fields of SPEC section 5, all strings, source
+ids scoped to their tenant (`<tenant id>:<record id>`)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ SPEC_FIELDS = {
     "u_is_virtual, u_last_inventory_date, u_operational_status",
     "contracts": "u_source_id, u_contract_number, u_vendor, u_description, u_contract_type, u_starts, u_ends, "
     "u_total_cost, u_currency, u_state, u_renewable, u_operational_status",
-    "installed_applications": "u_source_id, u_computer_source_id, u_computer_name, u_display_name, u_publisher, "
-    "u_version, u_edition, u_install_date, u_install_location, u_operational_status",
+    "installed_applications": "u_source_id, u_computer_source_id, u_computer_name, u_computer_serial_number, "
+    "u_display_name, u_publisher, u_version, u_edition, u_install_date, u_install_location, u_operational_status",
 }
 
+ACME = "acme:"  # records.source_id_prefix("acme")
 HARDWARE_ROW = (
     "HW-00000042",
     "NYC-NB-000042",
@@ -68,6 +70,7 @@ INSTALL_ROW = (
     "SW-000000099",
     "HW-00000042",
     "NYC-NB-000042",
+    "5CG1234XYZ",
     "Google Chrome",
     "Google LLC",
     "123.0.6312.59",
@@ -98,8 +101,8 @@ def test_fields_are_those_of_the_spec_in_its_order(data_type):
 
 
 def test_hardware_inventory_record_is_exactly_what_servicenow_receives():
-    assert hardware_inventory_record(HARDWARE_ROW) == {
-        "u_source_id": "HW-00000042",
+    assert hardware_inventory_record(HARDWARE_ROW, ACME) == {
+        "u_source_id": "acme:HW-00000042",
         "u_name": "NYC-NB-000042",
         "u_serial_number": "5CG1234XYZ",
         "u_manufacturer": "HP",
@@ -120,8 +123,8 @@ def test_hardware_inventory_record_is_exactly_what_servicenow_receives():
 
 
 def test_contract_record_is_exactly_what_servicenow_receives():
-    assert contract_record(CONTRACT_ROW) == {
-        "u_source_id": "CT-00000007",
+    assert contract_record(CONTRACT_ROW, ACME) == {
+        "u_source_id": "acme:CT-00000007",
         "u_contract_number": "MSEA-2025-00007",
         "u_vendor": "Microsoft",
         "u_description": "Enterprise Agreement, 3-year term",
@@ -137,10 +140,11 @@ def test_contract_record_is_exactly_what_servicenow_receives():
 
 
 def test_installed_application_record_is_exactly_what_servicenow_receives():
-    assert installed_application_record(INSTALL_ROW) == {
-        "u_source_id": "SW-000000099",
-        "u_computer_source_id": "HW-00000042",
+    assert installed_application_record(INSTALL_ROW, ACME) == {
+        "u_source_id": "acme:SW-000000099",
+        "u_computer_source_id": "acme:HW-00000042",
         "u_computer_name": "NYC-NB-000042",
+        "u_computer_serial_number": "5CG1234XYZ",
         "u_display_name": "Google Chrome",
         "u_publisher": "Google LLC",
         "u_version": "123.0.6312.59",
@@ -154,9 +158,9 @@ def test_installed_application_record_is_exactly_what_servicenow_receives():
 @pytest.mark.parametrize("data_type", DATA_TYPES)
 def test_unknown_values_are_sent_as_empty_strings(data_type):
     row = ("X-1",) + (None,) * (len(ROW_COLUMNS[data_type]) - 1)
-    record = record_builder(data_type)(row)
+    record = record_builder(data_type, "acme")(row)
     assert list(record) == list(FIELDS[data_type])
-    assert record["u_source_id"] == "X-1"
+    assert record["u_source_id"] == "acme:X-1"
     assert record["u_operational_status"] == "operational"
     assert {value for name, value in record.items() if name not in ("u_source_id", "u_operational_status")} == {""}
 
@@ -166,7 +170,7 @@ ROWS = {"hardware_inventory": HARDWARE_ROW, "contracts": CONTRACT_ROW, "installe
 
 @pytest.mark.parametrize("data_type", DATA_TYPES)
 def test_every_field_is_present_and_a_string(data_type):
-    record = RECORD_BUILDERS[data_type](ROWS[data_type])
+    record = RECORD_BUILDERS[data_type](ROWS[data_type], ACME)
     assert list(record) == list(FIELDS[data_type])
     assert all(type(value) is str for value in record.values())
 
@@ -182,7 +186,7 @@ def test_every_field_is_present_and_a_string(data_type):
 )
 def test_date_times_are_utc_to_the_second(value, text):
     row = HARDWARE_ROW[:-1] + (value,)
-    assert hardware_inventory_record(row)["u_last_inventory_date"] == text
+    assert hardware_inventory_record(row, ACME)["u_last_inventory_date"] == text
 
 
 @pytest.mark.parametrize(
@@ -190,15 +194,15 @@ def test_date_times_are_utc_to_the_second(value, text):
     [(date(2026, 2, 28), "2026-02-28"), (date(999, 1, 5), "0999-01-05"), (datetime(2026, 3, 4, 5, 6), "2026-03-04")],
 )
 def test_dates_are_year_month_day(value, text):
-    assert installed_application_record(INSTALL_ROW[:7] + (value, None))["u_install_date"] == text
-    assert contract_record(CONTRACT_ROW[:5] + (value, value) + CONTRACT_ROW[7:])["u_ends"] == text
+    assert installed_application_record(INSTALL_ROW[:8] + (value, None), ACME)["u_install_date"] == text
+    assert contract_record(CONTRACT_ROW[:5] + (value, value) + CONTRACT_ROW[7:], ACME)["u_ends"] == text
 
 
 def test_many_distinct_dates_are_all_formatted_right_with_bounded_memory(monkeypatch):
     monkeypatch.setattr(records, "_DATE_TEXTS_MAX", 100)
     for days in range(0, 2_900_000, 997):
         day = date(2000, 1, 1) + timedelta(days=days)
-        assert installed_application_record(INSTALL_ROW[:7] + (day, None))["u_install_date"] == day.isoformat()
+        assert installed_application_record(INSTALL_ROW[:8] + (day, None), ACME)["u_install_date"] == day.isoformat()
     assert len(records._DATE_TEXTS) <= 100
 
 
@@ -216,21 +220,30 @@ def test_many_distinct_dates_are_all_formatted_right_with_bounded_memory(monkeyp
     ],
 )
 def test_numbers_never_use_an_exponent(value, text):
-    assert contract_record(CONTRACT_ROW[:7] + (value,) + CONTRACT_ROW[8:])["u_total_cost"] == text
-    assert hardware_inventory_record(HARDWARE_ROW[:10] + (value,) + HARDWARE_ROW[11:])["u_ram_mb"] == text
+    assert contract_record(CONTRACT_ROW[:7] + (value,) + CONTRACT_ROW[8:], ACME)["u_total_cost"] == text
+    assert hardware_inventory_record(HARDWARE_ROW[:10] + (value,) + HARDWARE_ROW[11:], ACME)["u_ram_mb"] == text
 
 
 @pytest.mark.parametrize(("value", "text"), [(True, "true"), (False, "false"), (1, "true"), (0, "false")])
 def test_booleans_are_true_or_false(value, text):
-    assert hardware_inventory_record(HARDWARE_ROW[:14] + (value, None))["u_is_virtual"] == text
-    assert contract_record(CONTRACT_ROW[:10] + (value,))["u_renewable"] == text
+    assert hardware_inventory_record(HARDWARE_ROW[:14] + (value, None), ACME)["u_is_virtual"] == text
+    assert contract_record(CONTRACT_ROW[:10] + (value,), ACME)["u_renewable"] == text
+
+
+def test_two_tenants_rows_with_the_same_record_id_become_different_source_ids_in_the_same_order():
+    ids = ["CT-1", "CT-10", "CT-2", "CT-\u00e9", "ct-1"]  # code-point order
+    for tenant in ("acme", "globex"):
+        build = record_builder("contracts", tenant)
+        sent = [build((record_id,) + CONTRACT_ROW[1:])["u_source_id"] for record_id in ids]
+        assert sent == [f"{tenant}:{record_id}" for record_id in ids] == sorted(sent)
+    assert records.scoped_source_id("acme", "CT-1") == "acme:CT-1" == records.source_id_prefix("acme") + "CT-1"
 
 
 @pytest.mark.parametrize("data_type", DATA_TYPES)
 def test_retirement_record_has_every_field_and_only_the_source_id(data_type):
-    record = retirement_record(data_type, "HW-00000001")
+    record = retirement_record(data_type, "acme:HW-00000001")  # as it was sent, already scoped
     assert list(record) == list(FIELDS[data_type])
-    assert record["u_source_id"] == "HW-00000001"
+    assert record["u_source_id"] == "acme:HW-00000001"
     assert record["u_operational_status"] == "retired"
     assert {value for name, value in record.items() if name not in ("u_source_id", "u_operational_status")} == {""}
 
@@ -239,4 +252,4 @@ def test_an_unknown_data_type_is_refused_with_the_known_ones_named():
     with pytest.raises(ValueError, match="hardware_inventory, contracts, installed_applications"):
         retirement_record("printers", "P-1")
     with pytest.raises(ValueError, match="unknown data type 'printers'"):
-        record_builder("printers")
+        record_builder("printers", "acme")

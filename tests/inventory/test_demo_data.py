@@ -22,11 +22,20 @@ COUNTS = {"hardware_inventory": 40, "contracts": 12, "installed_applications": 5
 
 
 def records_of(tenant_id: str) -> dict[str, dict[str, dict[str, str]]]:
-    """Every record of a tenant, per data type and source id, as an export would send it."""
+    """Every record of a tenant, per data type and record id, as an export would send it but with the tenant's
+    prefix taken off the source ids (so two tenants' inventories compare)."""
     source = SqlInventorySource()
-    return {
-        data_type: {r["u_source_id"]: r for r in source.iter_records(tenant_id, data_type)} for data_type in DATA_TYPES
-    }
+    prefix = f"{tenant_id}:"
+    result: dict[str, dict[str, dict[str, str]]] = {}
+    for data_type in DATA_TYPES:
+        result[data_type] = {}
+        for record in source.iter_records(tenant_id, data_type):
+            for field in ("u_source_id", "u_computer_source_id"):
+                if field in record:
+                    assert record[field].startswith(prefix)
+                    record[field] = record[field].removeprefix(prefix)
+            result[data_type][record["u_source_id"]] = record
+    return result
 
 
 def test_generates_the_counts_asked_for(engine):

@@ -1,5 +1,5 @@
-"""What an export reads: only the tenant's records, exactly as sent, in code-point order of their source ids,
-streamed in chunks."""
+"""What an export reads: only the tenant's records, exactly as sent (source ids scoped to the tenant), in code-point
+order of their source ids, streamed in chunks."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def two_tenants(engine):
     """acme and globex with the same source ids, and different names, in every data type."""
     for tenant_id in ("acme", "globex"):
         for number in range(3):
-            computer = add_computer(tenant_id, f"HW-{number}", name=f"{tenant_id}-pc-{number}")
+            computer = add_computer(
+                tenant_id, f"HW-{number}", name=f"{tenant_id}-pc-{number}", serial_number=f"SN-{tenant_id}-{number}"
+            )
             add_install(computer, f"SW-{number}")
             add_contract(tenant_id, f"CT-{number}", vendor=f"{tenant_id} vendor")
     add_computer("globex", "HW-only-globex")
@@ -73,13 +75,24 @@ def test_a_tenant_sees_only_its_own_records(two_tenants, data_type):
     assert list(source.iter_records("initech", data_type)) == []
 
 
-def test_installs_carry_their_computers_source_id_and_name(two_tenants):
+def test_installs_carry_their_computers_source_id_name_and_serial_number(two_tenants):
     records = list(SqlInventorySource().iter_records("globex", "installed_applications"))
-    assert [(r["u_source_id"], r["u_computer_source_id"], r["u_computer_name"]) for r in records] == [
-        ("SW-0", "HW-0", "globex-pc-0"),
-        ("SW-1", "HW-1", "globex-pc-1"),
-        ("SW-2", "HW-2", "globex-pc-2"),
+    fields = ("u_source_id", "u_computer_source_id", "u_computer_name", "u_computer_serial_number")
+    assert [tuple(r[f] for f in fields) for r in records] == [
+        ("globex:SW-0", "globex:HW-0", "globex-pc-0", "SN-globex-0"),
+        ("globex:SW-1", "globex:HW-1", "globex-pc-1", "SN-globex-1"),
+        ("globex:SW-2", "globex:HW-2", "globex-pc-2", "SN-globex-2"),
     ]
+
+
+def test_two_tenants_with_the_same_record_ids_get_different_source_ids(two_tenants):
+    source = SqlInventorySource()
+    for data_type in DATA_TYPES:
+        acme = [r["u_source_id"] for r in source.iter_records("acme", data_type)]
+        globex = [r["u_source_id"] for r in source.iter_records("globex", data_type)]
+        assert all(s.startswith("acme:") for s in acme) and all(s.startswith("globex:") for s in globex)
+        assert not set(acme) & set(globex)
+        assert {s.removeprefix("acme:") for s in acme} <= {s.removeprefix("globex:") for s in globex}
 
 
 def test_an_install_linked_to_another_tenants_computer_is_never_read(engine, two_tenants):
@@ -92,7 +105,7 @@ def test_an_install_linked_to_another_tenants_computer_is_never_read(engine, two
         )
     source = SqlInventorySource()
     records = list(source.iter_records("acme", "installed_applications"))
-    assert "SW-stray" not in [r["u_source_id"] for r in records]
+    assert "acme:SW-stray" not in [r["u_source_id"] for r in records]
     assert "globex" not in repr(records)
     assert source.count("acme", "installed_applications") == len(records)
 
@@ -111,7 +124,7 @@ def test_records_come_in_code_point_order_of_source_ids(engine, data_type):
     expected = sorted(AWKWARD_SOURCE_IDS + (["host"] if data_type == "hardware_inventory" else []))
     for chunk_size in (3, 2000):  # ordered within a chunk, and across chunks by the keyset
         source = SqlInventorySource(chunk_size=chunk_size)
-        assert [r["u_source_id"] for r in source.iter_records("acme", data_type)] == expected
+        assert [r["u_source_id"] for r in source.iter_records("acme", data_type)] == [f"acme:{s}" for s in expected]
 
 
 def test_records_are_mapped_exactly_as_sent_after_a_round_trip_through_the_database(engine):
@@ -134,7 +147,7 @@ def test_records_are_mapped_exactly_as_sent_after_a_round_trip_through_the_datab
     [install] = source.iter_records("acme", "installed_applications")
     [contract] = source.iter_records("acme", "contracts")
     assert hardware == dict.fromkeys(FIELDS["hardware_inventory"], "") | {
-        "u_source_id": "HW-1",
+        "u_source_id": "acme:HW-1",
         "u_name": "NYC-NB-000001",
         "u_serial_number": "5CG1234XYZ",
         "u_manufacturer": "HP",
@@ -145,16 +158,17 @@ def test_records_are_mapped_exactly_as_sent_after_a_round_trip_through_the_datab
         "u_operational_status": "operational",
     }
     assert install == dict.fromkeys(FIELDS["installed_applications"], "") | {
-        "u_source_id": "SW-1",
-        "u_computer_source_id": "HW-1",
+        "u_source_id": "acme:SW-1",
+        "u_computer_source_id": "acme:HW-1",
         "u_computer_name": "NYC-NB-000001",
+        "u_computer_serial_number": "5CG1234XYZ",
         "u_display_name": "Google Chrome",
         "u_version": "1.2.3",
         "u_install_date": "2024-02-29",
         "u_operational_status": "operational",
     }
     assert contract == dict.fromkeys(FIELDS["contracts"], "") | {
-        "u_source_id": "CT-1",
+        "u_source_id": "acme:CT-1",
         "u_contract_number": "N-CT-1",
         "u_starts": "2025-01-01",
         "u_total_cost": "1234.50",
@@ -186,7 +200,7 @@ def queries(engine):
 
 def test_streaming_over_many_chunks_returns_every_record_exactly_once(fifty_installs, queries):
     records = list(SqlInventorySource(chunk_size=7).iter_records("acme", "installed_applications"))
-    assert [r["u_source_id"] for r in records] == [f"SW-{n:02d}" for n in range(50)]
+    assert [r["u_source_id"] for r in records] == [f"acme:SW-{n:02d}" for n in range(50)]
     selects = [q for q, _ in queries if q.lstrip().upper().startswith("SELECT")]
     assert len(selects) == math.ceil(50 / 7)  # one bounded query per chunk, never all rows at once
     assert all("LIMIT" in q.upper() for q in selects)
@@ -196,7 +210,7 @@ def test_records_are_read_lazily_one_chunk_at_a_time(fifty_installs, queries):
     records = SqlInventorySource(chunk_size=10).iter_records("acme", "installed_applications")
     assert queries == []
     first = next(records)
-    assert first["u_source_id"] == "SW-00"
+    assert first["u_source_id"] == "acme:SW-00"
     assert len(queries) == 1
     rest = list(records)
     assert len(rest) == 49 and len(queries) == 6  # the last, empty chunk ends the stream
@@ -212,7 +226,11 @@ def test_a_source_reads_through_an_engine_or_a_session_factory(two_tenants, engi
     target = {"engine": engine, "sessionmaker": sessionmaker(bind=engine), "db.session": db.session}[factory]
     source = SqlInventorySource(target, chunk_size=2)
     assert source.count("acme", "contracts") == 3
-    assert [r["u_source_id"] for r in source.iter_records("acme", "contracts")] == ["CT-0", "CT-1", "CT-2"]
+    assert [r["u_source_id"] for r in source.iter_records("acme", "contracts")] == [
+        "acme:CT-0",
+        "acme:CT-1",
+        "acme:CT-2",
+    ]
 
 
 def test_an_unknown_data_type_is_refused(engine):
