@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from flask import Flask, g
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from itam_admin import ITAMAdmin, package_folder
-from itam_admin.config import load_config
+from itam_admin.config import ConfigError, load_config
 from itam_admin.db import db
 
 CONTENT_SECURITY_POLICY = (
@@ -42,8 +43,15 @@ def create_app(env: Mapping[str, str] | None = None, instance_path: str | None =
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Secure always when the portal's public address is https; else per request, when it came over https.
+        SESSION_COOKIE_SECURE=environ.get("ITAM_PUBLIC_URL", "").strip().lower().startswith("https://"),
         ITAM_DEMO=config.demo,
     )
+    proxies = _trusted_proxies(environ)
+    if proxies:
+        # Behind that many reverse proxies, take the client's address and scheme from their X-Forwarded headers
+        # (login throttling and Secure cookies need them); with none, those headers are not believed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     db.init_app(app)
     csrf.init_app(app)
     migrate.init_app(app, db, directory=package_folder("migrations"), render_as_batch=True, compare_type=True)
@@ -53,8 +61,7 @@ def create_app(env: Mapping[str, str] | None = None, instance_path: str | None =
     plugin = ITAMAdmin(identity_loader=auth.current_identity, layout_template="portal/layout.html", login_url="/login")
     plugin.init_app(app, config=config)
     app.register_blueprint(views.bp)
-    app.register_blueprint(auth.bp)
-    app.before_request(auth.load_user)
+    auth.init_app(app)
     from itam_admin.cli import itam_cli
 
     if "seed-demo" not in itam_cli.commands:
@@ -78,6 +85,15 @@ def create_app(env: Mapping[str, str] | None = None, instance_path: str | None =
         g.pop("current_user", None)
 
     return app
+
+
+def _trusted_proxies(environ: Mapping[str, str]) -> int:
+    value = environ.get("ITAM_TRUSTED_PROXIES", "").strip() or "0"
+    if not value.isdigit():
+        raise ConfigError(
+            f"ITAM_TRUSTED_PROXIES must be the number of reverse proxies in front (0 or more), not {value!r}"
+        )
+    return int(value)
 
 
 def register_demo_commands(group) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from itam_admin.db import db
+from itam_admin.db import db, utcnow
 
 
 class Tenant(db.Model):
@@ -31,3 +33,16 @@ class User(db.Model):
     @property
     def permission_set(self) -> frozenset[str]:
         return frozenset(p for p in self.permissions.split() if p)
+
+
+class PortalSession(db.Model):
+    """One signed-in browser. Its cookie carries a random token whose SHA-256 is `id`: logging out deletes the row,
+    so a cookie copied before stops working, and the table alone gives no usable cookie."""
+
+    __tablename__ = "portal_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("portal_user.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    user: Mapped[User] = relationship()
