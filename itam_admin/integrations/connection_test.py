@@ -15,6 +15,9 @@ from itam_admin.servicenow.errors import ServiceNowError
 from itam_admin.tenant_settings import Secrets, ServiceNowSettings, load_secrets
 
 TESTS_PER_MINUTE = 6
+# The whole test (token grant, user lookup, retries) ends within this, whatever the server does, so the page answers
+# within ~30 s and a few slow clicks cannot hold every web worker.
+TEST_DEADLINE_SECONDS = 25.0
 _local_hits: dict[str, list[float]] = {}
 _local_guard = threading.Lock()
 
@@ -97,7 +100,12 @@ def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: Servic
     creds = credentials(trial, secrets)
     rotated: list[bool] = []
     # A private token cache that saves nothing: a refresh token rotated by the tested host is only noted.
-    client = client_for(tenant_id, creds, tokens=trial_token_manager(lambda _tenant, _token: rotated.append(True)))
+    client = client_for(
+        tenant_id,
+        creds,
+        tokens=trial_token_manager(lambda _tenant, _token: rotated.append(True)),
+        deadline_seconds=TEST_DEADLINE_SECONDS,
+    )
     try:
         check = client.check_connection()
     except ServiceNowError as error:

@@ -1,10 +1,12 @@
 """A tiny ServiceNow stand-in on 127.0.0.1 for Test connection tests: it records every request it gets and answers
-the token grant (optionally with a rotated refresh token) and the sys_user lookup; never used outside tests."""
+the token grant (optionally with a rotated refresh token, or not at all) and the sys_user lookup; never used outside
+tests."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         seen = self._record()
+        if self.server.silent:
+            time.sleep(60)  # a server that takes the request and never answers
+            return
         if seen.path != "/oauth_token.do":
             self._answer(404, {"error": {"message": "No such path"}})
             return
@@ -71,11 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
 class StandIn:
     """`with StandIn() as server:` serves on server.url until the block ends."""
 
-    def __init__(self, rotate_to: str | None = None) -> None:
+    def __init__(self, rotate_to: str | None = None, silent: bool = False) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.seen = []
         self._server.rotate_to = rotate_to
+        self._server.silent = silent
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property

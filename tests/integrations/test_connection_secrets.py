@@ -143,3 +143,19 @@ def test_a_refresh_token_rotated_during_a_test_is_discarded(app, client, auth, s
     assert "new refresh token" in html and "not saved" in html
     for secret in (*SECRETS, "rotated-by-the-typed-host", "rotated-by-the-saved-host"):
         assert secret not in html
+
+
+def test_a_server_that_never_answers_gives_an_answer_within_the_tests_deadline(client, auth, monkeypatch):
+    """Issue #11, finding 6: a Test connection against a server that never answered held a web worker for minutes."""
+    import time
+
+    from itam_admin.integrations import connection_test
+
+    monkeypatch.setattr(connection_test, "TEST_DEADLINE_SECONDS", 2.0)
+    auth.login()
+    with StandIn(silent=True) as silent:
+        start = time.monotonic()
+        html = test_connection(client, silent.url, token="typed-refresh-token").get_data(as_text=True)
+        elapsed = time.monotonic() - start
+    assert elapsed < 6
+    assert "Connection failed." in html and "did not answer in time" in html
