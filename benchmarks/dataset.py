@@ -45,11 +45,11 @@ def write_batches(path: Path) -> tuple[int, int]:
 def prepare(directory: Path, records: int, sandbox_url: str, redis_url: str) -> dict[str, object]:
     from cryptography.fernet import Fernet
 
-    from itam_admin import current_plugin
+    from demo_portal.demo_data import age_inventory, generate_inventory
     from itam_admin.db import db
     from itam_admin.identity import Identity
-    from itam_admin.inventory.demo_data import age_inventory, generate_inventory
-    from itam_admin.tenant_settings import SettingsChange, save_settings
+    from itam_admin.settings.store import save_settings
+    from itam_admin.settings.values import SettingsChange
 
     directory.mkdir(parents=True, exist_ok=True)
     database = directory / "itam.sqlite3"
@@ -78,7 +78,7 @@ def prepare(directory: Path, records: int, sandbox_url: str, redis_url: str) -> 
             export_data_types=(DATA_TYPE,),
             token=refresh_token(sandbox_url),
         )
-        save_settings(TENANT, change, Identity("1", "Bench", TENANT, frozenset()), current_plugin().crypto)
+        save_settings(TENANT, change, Identity("1", "Bench", TENANT, frozenset()))
         batching = Meter().start()
         written, batches = write_batches(directory / "batches.jsonl")
         batching.stop()
@@ -95,8 +95,8 @@ def prepare(directory: Path, records: int, sandbox_url: str, redis_url: str) -> 
 
 
 def mutate(directory: Path, change_fraction: float) -> dict[str, object]:
+    from demo_portal.demo_data import mutate_inventory
     from itam_admin.db import db
-    from itam_admin.inventory.demo_data import mutate_inventory
 
     app, _ = load_app(directory / "config.json")
     with app.app_context():

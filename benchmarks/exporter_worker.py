@@ -1,5 +1,5 @@
 """One export, measured, in a process of its own (so its peak memory is this export's alone): the real exporter
-(``execute_run``) reading the dataset's SQLite file and posting to the sandbox.
+(``export_run``) reading the dataset's SQLite file and posting to the sandbox.
 
     python -m benchmarks.exporter_worker --config D/config.json [--full] [--profile FILE]
 
@@ -21,9 +21,9 @@ from benchmarks.portal_app import load_app
 
 def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[str, object]:
     from itam_admin.db import db
+    from itam_admin.exports.exporter import export_run
     from itam_admin.exports.models import ExportRun
-    from itam_admin.exports.runner import execute_run
-    from itam_admin.exports.service import create_run
+    from itam_admin.exports.runs import create_run
 
     app, _ = load_app(config)
     with app.app_context():
@@ -37,7 +37,7 @@ def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[st
             profiler = cProfile.Profile()
             profiler.enable()
         meter = Meter().start()
-        status = execute_run(run_id)
+        status = export_run(run_id)
         meter.stop()
         if profiler is not None:
             profiler.disable()

@@ -29,7 +29,7 @@ def app_env(database: Path, redis_url: str, encryption_key: str, client_id: str,
 
 def load_app(config_path: str | Path) -> tuple[Flask, dict[str, Any]]:
     """The app described by a dataset's config.json (written by benchmarks.dataset prepare)."""
-    from itam_admin.portal import create_app
+    from demo_portal import create_app
 
     config = json.loads(Path(config_path).read_text())
     app = create_app(env=config["env"], instance_path=config["instance_path"])

@@ -1,7 +1,7 @@
 """The exporter benchmark (SPEC section 10, Performance): in one run, against one sandbox in its own process,
 it measures at each size
 
-* the exporter (``execute_run``, a full export of one tenant's installed applications, each export in a fresh
+* the exporter (``export_run``, a full export of one tenant's installed applications, each export in a fresh
   process): records/s, CPU seconds per 100,000 records, peak RSS;
 * a bare client posting the same mapped records, pre-built as JSON batches of 200, with one keep-alive
   ``requests.Session`` per request in flight (4): the same three figures;
@@ -35,7 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import CLIENT_ID, CLIENT_SECRET, parse_result
-from itam_admin.portal.embedded_redis import free_port, start_redis_server
+from demo_portal.embedded_redis import free_port, start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_SIZE = 200
@@ -90,7 +90,7 @@ class Services:
         env = {**os.environ, "ITAM_SERVICENOW_CLIENT_ID": CLIENT_ID, "ITAM_SERVICENOW_CLIENT_SECRET": CLIENT_SECRET}
         log = (self.workdir / "sandbox.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "itam_admin.sandbox", "--port", "0", "--memory"],
+            [sys.executable, "-m", "servicenow_sandbox", "--port", "0", "--memory"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -1,92 +1,30 @@
 """The ITAM ServiceNow Connector plugin: the `ITAMAdmin` extension a host portal mounts with `init_app()`.
 
 The host hands the plugin one callable saying who is asking and the name of the layout template to extend;
-the plugin never reads the host's user tables.
+the plugin never reads the host's user tables. Importing this package imports nothing else: the names below load
+from their modules when a host asks for them, and product modules import those modules directly.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app
+if TYPE_CHECKING:
+    from itam_admin.identity import MANAGE_PERMISSION, Identity
+    from itam_admin.plugin import ITAMAdmin, current_plugin, package_folder
 
-from itam_admin.config import Config, load_config
-from itam_admin.crypto import Crypto
-from itam_admin.db import db
-from itam_admin.identity import MANAGE_PERMISSION, Identity, IdentityLoader
-
-__all__ = ["ITAMAdmin", "Identity", "MANAGE_PERMISSION", "current_plugin", "package_folder"]
-
-EXTENSION_NAME = "itam_admin"
-
-
-def package_folder(name: str) -> str:
-    """`templates` or `migrations`: inside the installed package, or beside it in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / name, here.parent / name):
-        if candidate.is_dir():
-            return str(candidate)
-    raise RuntimeError(f"the plugin's {name} folder is missing from the installation")
+_EXPORTS = {
+    "ITAMAdmin": "itam_admin.plugin",
+    "current_plugin": "itam_admin.plugin",
+    "package_folder": "itam_admin.plugin",
+    "Identity": "itam_admin.identity",
+    "MANAGE_PERMISSION": "itam_admin.identity",
+}
+__all__ = sorted(_EXPORTS)
 
 
-class ITAMAdmin:
-    """The plugin's face: configuration, crypto, Redis and the Integrations blueprint of one host app."""
-
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        identity_loader: IdentityLoader | None = None,
-        layout_template: str = "layout.html",
-        url_prefix: str = "/settings",
-        login_url: str | None = None,
-    ) -> None:
-        self.identity_loader = identity_loader
-        self.layout_template = layout_template
-        self.url_prefix = url_prefix
-        self.login_url = login_url
-        self.config: Config | None = None
-        self.crypto: Crypto | None = None
-        self._redis = None
-        if app is not None:
-            self.init_app(app)
-
-    def init_app(self, app: Flask, config: Config | None = None) -> None:
-        if self.identity_loader is None:
-            raise RuntimeError("ITAMAdmin needs identity_loader: a callable returning the current Identity or None")
-        self.config = config or load_config(os.environ, app.instance_path)
-        self.crypto = Crypto(list(self.config.encryption_keys))
-        app.config.setdefault("SQLALCHEMY_DATABASE_URI", self.config.database_url)
-        if "sqlalchemy" not in app.extensions:
-            db.init_app(app)
-        app.extensions[EXTENSION_NAME] = self
-        import itam_admin.models  # noqa: F401  (every table in the metadata, for Alembic and create_all)
-        from itam_admin.integrations.blueprint import make_blueprint
-        from itam_admin.integrations.views import settings_tabs
-
-        app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix)
-        app.jinja_env.globals["itam_settings_tabs"] = settings_tabs
-
-        from itam_admin.cli import itam_cli
-
-        if "itam" not in app.cli.commands:
-            app.cli.add_command(itam_cli)
-
-    def current_identity(self) -> Identity | None:
-        return self.identity_loader()
-
-    @property
-    def redis(self):
-        """The Redis connection for RQ, locks and the token cache (created on first use)."""
-        if self._redis is None:
-            from redis import Redis
-
-            if not self.config.redis_url:
-                raise RuntimeError("REDIS_URL is not set")
-            self._redis = Redis.from_url(self.config.redis_url, socket_connect_timeout=3, socket_timeout=10)
-        return self._redis
-
-
-def current_plugin() -> ITAMAdmin:
-    return current_app.extensions[EXTENSION_NAME]
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'itam_admin' has no attribute {name!r}")

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import logging
+from datetime import UTC, datetime
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
+
+from itam_admin.crypto import SecretUnreadable
+from itam_admin.db import db
+from itam_admin.exports import jobs, runs
+from itam_admin.exports.job_queue import QUEUE_NAME
+from itam_admin.exports.schedule import next_due_at
+from itam_admin.exports.scheduler_loop import scheduler_pass, start_scheduler_thread
+from itam_admin.exports.worker import run_worker
+from itam_admin.plugin import current_plugin
+from itam_admin.servicenow_app import build_update_set
+from itam_admin.settings.store import configured_tenants, load_settings, rotate_secrets
 
 itam_cli = AppGroup("itam", help="ITAM ServiceNow Connector: exports, workers, sandbox and key rotation.")
 
@@ -13,13 +26,8 @@ itam_cli = AppGroup("itam", help="ITAM ServiceNow Connector: exports, workers, s
 @itam_cli.command("rotate-keys")
 def rotate_keys() -> None:
     """Re-encrypt every stored secret with the first key of ITAM_ENCRYPTION_KEYS (all or nothing)."""
-    from itam_admin import current_plugin
-    from itam_admin.crypto import SecretUnreadable
-    from itam_admin.db import db
-    from itam_admin.tenant_settings import rotate_encryption
-
     try:
-        count = rotate_encryption(current_plugin().crypto)
+        count = rotate_secrets()
     except SecretUnreadable as error:
         db.session.rollback()
         raise click.ClickException(f"{error} Nothing was changed.") from None
@@ -31,22 +39,29 @@ def rotate_keys() -> None:
 @click.option("--full", is_flag=True, help="Send every record, not only what changed.")
 def export_command(tenant: str, full: bool) -> None:
     """Enqueue an export for a tenant (by its id, the slug in the demo portal)."""
-    from itam_admin.exports.service import ExportNotStarted, start_export
-
     try:
-        run = start_export(tenant, None, full=full, trigger="manual")
-    except ExportNotStarted as error:
+        run = runs.queue_run(current_plugin().redis_or_none, tenant, runs.MANUAL, full=full)
+    except runs.ExportNotStarted as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Export run {run.id} queued for {tenant}{' (full)' if full else ''}.")
+
+
+@itam_cli.command("servicenow-app")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE, not stdout.")
+def servicenow_app_command(output: str | None) -> None:
+    """Write the update set a ServiceNow admin imports once (staging tables, transform maps, token page)."""
+    xml = build_update_set(default_client_id=current_plugin().config.default_client_id or None)
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(xml)
+        click.echo(f"Wrote the ServiceNow update set to {output}.")
+    else:
+        click.echo(xml, nl=False)
 
 
 @itam_cli.command("schedule")
 def schedule_command() -> None:
     """Show each tenant's next weekly export."""
-    from itam_admin import current_plugin
-    from itam_admin.exports.schedule import next_due_at
-    from itam_admin.tenant_settings import configured_tenants, load_settings
-
     config = current_plugin().config
     click.echo(f"Weekly exports: {config.weekly_export} UTC, spread over {config.weekly_window_minutes} minutes.")
     tenants = configured_tenants()
@@ -65,10 +80,6 @@ def schedule_command() -> None:
 @click.option("--now", "now_text", help="Act as if it were this UTC time (YYYY-MM-DDTHH:MM), e.g. to check a catch-up.")
 def schedule_tick_command(now_text: str | None) -> None:
     """Run one scheduler pass: start the weekly exports that are due (workers do this every 30 s by themselves)."""
-    from datetime import datetime
-
-    from itam_admin.exports.scheduler_loop import scheduler_pass
-
     try:
         now = datetime.fromisoformat(now_text) if now_text else None
     except ValueError:
@@ -86,15 +97,6 @@ def schedule_tick_command(now_text: str | None) -> None:
 def worker_command(burst: bool, no_scheduler: bool, tick_seconds: float) -> None:
     """An RQ worker for the plugin's queue, with the weekly scheduler (safe to run on several machines). It waits
     out Redis and database outages instead of exiting."""
-    import logging
-
-    from flask import current_app
-
-    from itam_admin import current_plugin
-    from itam_admin.exports import jobs
-    from itam_admin.exports.scheduler_loop import start_scheduler_thread
-    from itam_admin.exports.worker import run_worker
-
     app = current_app._get_current_object()
     jobs.set_worker_app(app)
     plugin = current_plugin()
@@ -110,6 +112,6 @@ def worker_command(burst: bool, no_scheduler: bool, tick_seconds: float) -> None
 
     def announce(name: str) -> None:
         scheduler = " with the scheduler" if not no_scheduler else ""
-        click.echo(f"Worker {name} listening on {jobs.QUEUE_NAME}{scheduler}.")
+        click.echo(f"Worker {name} listening on {QUEUE_NAME}{scheduler}.")
 
     run_worker(plugin.redis, burst=burst, announce=announce)

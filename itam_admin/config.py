@@ -13,9 +13,6 @@ from itam_admin.crypto import generate_key
 
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 DEFAULT_ALLOWED_HOSTS = ("*.service-now.com", "*.servicenowservices.com")
-# The sandbox's default OAuth client, used only in demo mode when the operator sets none.
-DEMO_CLIENT_ID = "itam-demo-client"
-DEMO_CLIENT_SECRET = "itam-demo-secret"
 
 
 class ConfigError(Exception):
@@ -136,8 +133,8 @@ def load_config(env: Mapping[str, str], instance_path: str | os.PathLike) -> Con
             "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
         ) from None
 
-    client_id = env.get("ITAM_SERVICENOW_CLIENT_ID", "").strip() or (DEMO_CLIENT_ID if demo else "")
-    client_secret = env.get("ITAM_SERVICENOW_CLIENT_SECRET", "").strip() or (DEMO_CLIENT_SECRET if demo else "")
+    client_id = env.get("ITAM_SERVICENOW_CLIENT_ID", "").strip()
+    client_secret = env.get("ITAM_SERVICENOW_CLIENT_SECRET", "").strip()
     hosts_text = env.get("ITAM_SERVICENOW_ALLOWED_HOSTS", "").strip()
     allowed_hosts = tuple(h.strip().lower() for h in hosts_text.split(",") if h.strip()) or DEFAULT_ALLOWED_HOSTS
 

@@ -1,8 +1,15 @@
-"""The only code that encrypts or decrypts secrets; it never logs or returns a plaintext it was not asked for."""
+"""The only code that encrypts or decrypts secrets, and the column type that stores them encrypted at rest; it never
+logs or returns a plaintext it was not asked for."""
 
 from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask import current_app
+from sqlalchemy import Text
+from sqlalchemy.types import TypeDecorator
+
+# Where the plugin keeps the app's Crypto (set by init_app), so the column type finds the operator's keys.
+CRYPTO_EXTENSION = "itam_admin.crypto"
 
 
 class SecretUnreadable(Exception):
@@ -45,3 +52,22 @@ class Crypto:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+def app_crypto() -> Crypto:
+    """The Crypto of the current app (set by the plugin's init_app)."""
+    return current_app.extensions[CRYPTO_EXTENSION]
+
+
+class EncryptedText(TypeDecorator):
+    """A text column stored as Fernet ciphertext: plaintext in Python, ciphertext in the database (Redash's
+    EncryptedConfiguration pattern). Written with the first key; read with any configured key."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return None if value is None else app_crypto().encrypt(value)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:
+        return None if value is None else app_crypto().decrypt(value)

@@ -16,6 +16,7 @@ SOURCE_ID = "u_source_id"
 OPERATIONAL_STATUS = "u_operational_status"
 OPERATIONAL = "operational"
 RETIRED = "retired"
+SOURCE_ID_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,17 @@ class DataType:
 
 
 def _source_id(label: str = "Source ID") -> Column:
-    # `<tenant id>:<record id>`: tenant ids take up to 64 characters and ITAM's own source ids up to 128, so 128
-    # holds every id ITAM stores whole; ServiceNow would cut a longer one silently, and coalescing on a cut id
-    # would merge two records.
-    return Column(SOURCE_ID, label, 128, SOURCE_ID)
+    # `<tenant id>:<record id>`: tenant ids take up to 64 characters and ITAM's own record ids up to 128, so 200
+    # (the ledger's width too) holds every scoped id whole; ServiceNow would cut a longer one silently, and
+    # coalescing on a cut id would merge two records.
+    return Column(SOURCE_ID, label, SOURCE_ID_LENGTH, SOURCE_ID)
 
 
 def _status() -> Column:
     return Column(OPERATIONAL_STATUS, "Operational status", 40, OPERATIONAL_STATUS)
 
 
-_SOURCE_ID_TARGET = TargetColumn(SOURCE_ID, "ITAM source ID", 128)
+_SOURCE_ID_TARGET = TargetColumn(SOURCE_ID, "ITAM source ID", SOURCE_ID_LENGTH)
 _STATUS_TARGET = TargetColumn(OPERATIONAL_STATUS, "ITAM operational status", 40)
 
 HARDWARE_INVENTORY = DataType(
@@ -168,7 +169,7 @@ INSTALLED_APPLICATIONS = DataType(
         _source_id(),
         # The three computer columns find the install's computer (installed_on): by our source id, else serial
         # number, else name. Only the source id is kept on the install, so a later run can find it again.
-        Column("u_computer_source_id", "Computer source ID", 128, "u_computer_source_id"),
+        Column("u_computer_source_id", "Computer source ID", SOURCE_ID_LENGTH, "u_computer_source_id"),
         Column("u_computer_name", "Computer name", 255, None),
         Column("u_computer_serial_number", "Computer serial number", 255, None),
         Column("u_display_name", "Display name", 255, "display_name"),
@@ -181,7 +182,7 @@ INSTALLED_APPLICATIONS = DataType(
     ),
     custom_target_columns=(
         _SOURCE_ID_TARGET,
-        TargetColumn("u_computer_source_id", "ITAM computer source ID", 128),
+        TargetColumn("u_computer_source_id", "ITAM computer source ID", SOURCE_ID_LENGTH),
         _STATUS_TARGET,
     ),
 )

@@ -9,7 +9,7 @@ from itam_admin.exports.models import (
     WeeklySlot,
 )
 from itam_admin.inventory.models import Computer, Contract, InstalledApplication
-from itam_admin.tenant_settings import ComplianceTenantSetting, SettingAudit
+from itam_admin.settings.models import ComplianceTenantSetting, SettingAudit
 
 __all__ = [
     "ComplianceTenantSetting",

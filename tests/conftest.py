@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from demo_portal.embedded_redis import NoRedisServer, free_port, start_redis_server
 from itam_admin.db import db
-from itam_admin.portal.embedded_redis import NoRedisServer, free_port, start_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("ITAM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -99,14 +99,14 @@ def app_env(tmp_path, encryption_key, redis_url) -> dict[str, str]:
 
 @pytest.fixture
 def app(app_env, tmp_path):
-    from itam_admin.portal import create_app
-    from itam_admin.portal.demo import seed_demo_portal
+    from demo_portal import create_app
+    from demo_portal.demo import seed_demo_portal
 
     application = create_app(env=app_env, instance_path=str(tmp_path / "instance"))
     application.config["TESTING"] = True
     with application.app_context():
+        import demo_portal.models  # noqa: F401
         import itam_admin.models  # noqa: F401  (the whole schema)
-        import itam_admin.portal.models  # noqa: F401
 
         db.create_all()
         seed_demo_portal(hash_method="pbkdf2:sha256:1000")  # fast hashing: tests log in often

@@ -21,7 +21,9 @@ def test_demo_mode_generates_keys_once_and_keeps_them_under_instance(tmp_path):
     second = load_config({"ITAM_DEMO": "1"}, tmp_path)
     assert first.secret_key == second.secret_key and first.encryption_keys == second.encryption_keys
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
-    assert first.allow_insecure and first.default_client_id
+    assert first.allow_insecure
+    # The product knows no OAuth client of its own: the demo portal brings the sandbox's (tests/portal).
+    assert first.default_client_id == "" and first.default_client_secret == ""
     assert first.database_url.startswith("sqlite:///")
 
 

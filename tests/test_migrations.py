@@ -8,12 +8,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import upgrade
 
-from itam_admin import package_folder
 from itam_admin.db import db
+from itam_admin.plugin import package_folder
 
 
 def migrated_app(app_env, tmp_path, database_url):
-    from itam_admin.portal import create_app
+    from demo_portal import create_app
 
     application = create_app(env={**app_env, "DATABASE_URL": database_url}, instance_path=str(tmp_path / "inst"))
     with application.app_context():
@@ -28,8 +28,8 @@ def test_migrations_have_one_head(app):
 
 
 def _assert_models_match(application):
+    import demo_portal.models  # noqa: F401
     import itam_admin.models  # noqa: F401
-    import itam_admin.portal.models  # noqa: F401
 
     with application.app_context(), db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})

@@ -22,8 +22,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from itam_admin import datatypes
-from itam_admin.config import DEMO_CLIENT_SECRET
 from itam_admin.servicenow_app import build_update_set
+from servicenow_sandbox.settings import DEMO_CLIENT_SECRET
 
 # SPEC section 5, copied here on purpose: the registry must match the contract, not itself.
 SPEC_FIELDS = {

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 
 from itam_admin.exports.models import ExportRun
-from itam_admin.exports.records import FIELDS
+from itam_admin.records import FIELDS
 
 
 def _cell(value: str) -> str:

@@ -1,4 +1,5 @@
-"""Export runs, their per-data-type counts and failed batches, and what was last sent (for differential exports).
+"""Export runs, their per-data-type counts and failed batches, the ledger of what ServiceNow holds (for differential
+exports) and the weekly slots. Tables only: a run's life is in runs.py, the ledger's reads and writes in ledger.py.
 
 Nothing here holds a secret: runs carry ids, counts and the classified messages made for tenant admins.
 """
@@ -24,12 +25,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from itam_admin.db import db, utcnow
 
-QUEUED, RUNNING = "queued", "running"
-SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, SKIPPED = "succeeded", "partially_succeeded", "failed", "skipped"
-ACTIVE_STATUSES = (QUEUED, RUNNING)
-FINISHED_STATUSES = (SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, SKIPPED)
-MANUAL, WEEKLY = "manual", "weekly"
-
 
 class ExportRun(db.Model):
     """One export run of one tenant: who or what started it, how it went, and why."""
@@ -37,7 +32,8 @@ class ExportRun(db.Model):
     __tablename__ = "itam_export_run"
     __table_args__ = (
         Index("ix_itam_export_run_tenant_status", "tenant_id", "status"),
-        # At most one queued or running run per tenant, whatever clicks, schedulers or workers race.
+        # At most one queued or running run per tenant, whatever clicks, schedulers or workers race (the statuses
+        # are runs.ACTIVE_STATUSES; a test checks the two agree).
         Index(
             "uq_itam_export_run_one_active",
             "tenant_id",
@@ -52,7 +48,7 @@ class ExportRun(db.Model):
     trigger: Mapped[str] = mapped_column(String(16))
     triggered_by_id: Mapped[str | None] = mapped_column(String(128))
     triggered_by_name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(24), default=QUEUED)
+    status: Mapped[str] = mapped_column(String(24))  # one of the statuses in runs.py
     full: Mapped[bool] = mapped_column(Boolean, default=False)
     instance_url: Mapped[str] = mapped_column(String(300), default="")
     data_types_requested: Mapped[list] = mapped_column(JSON, default=list)
@@ -77,10 +73,6 @@ class ExportRun(db.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
 
 class ExportRunDataType(db.Model):

@@ -10,16 +10,15 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import islice
 
-from sqlalchemy import func, select
-
-from itam_admin.db import db
-from itam_admin.exports.models import ExportWatermark, SentRecord
-from itam_admin.exports.records import DATA_TYPES, retirement_record
+from itam_admin.datatypes import DATA_TYPE_NAMES
+from itam_admin.exports.ledger import Ledger
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
+from itam_admin.records import retirement_record
 
+# What the plan does with a record (a record's `u_operational_status` `retired` is records.RETIRED: sent once, for a
+# record deleted from ITAM; the action RETIRED is that sending).
 NEW, CHANGED, RETIRED, UNCHANGED = "new", "changed", "retired", "unchanged"
 CHUNK = 2000
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -31,10 +30,6 @@ class Planned:
     source_id: str
     record: dict[str, str] | None  # the record exactly as sent; None for unchanged records
     content_hash: str
-
-
-def instance_key(instance_url: str) -> str:
-    return hashlib.sha256(instance_url.encode()).hexdigest()[:32]
 
 
 def encode(record: dict[str, str]) -> bytes:
@@ -51,77 +46,6 @@ def content_hash(record: dict[str, str]) -> str:
     """A digest of the record's values (all strings, in the data type's fixed field order). NUL separates them:
     neither PostgreSQL text nor our mapped values can hold one, so different records never join to the same bytes."""
     return hashlib.blake2b("\x00".join(record.values()).encode(), digest_size=16).hexdigest()
-
-
-def _source_id_column():
-    column = SentRecord.source_id
-    if db.engine.dialect.name == "postgresql":
-        return column.collate("C")
-    return column
-
-
-def _sent_between(tenant_id: str, key: str, data_type: str, low: str | None, high: str | None) -> dict[str, str]:
-    """Hashes of sent records with low < source_id <= high (None: unbounded), in code-point order."""
-    column = _source_id_column()
-    query = select(SentRecord.source_id, SentRecord.content_hash).where(
-        SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type
-    )
-    if low is not None:
-        query = query.where(column > low)
-    if high is not None:
-        query = query.where(column <= high)
-    return dict(db.session.connection().execute(query.order_by(column)).all())
-
-
-def _sent_ids(tenant_id: str, key: str, data_type: str, low: str | None, *conditions) -> Iterator[str]:
-    """Source ids sent after `low` (and meeting the extra conditions), read in chunks, in code-point order."""
-    column = _source_id_column()
-    while True:
-        query = (
-            select(SentRecord.source_id)
-            .where(SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type)
-            .where(*conditions)
-            .order_by(column)
-            .limit(CHUNK)
-        )
-        if low is not None:
-            query = query.where(column > low)
-        ids = list(db.session.connection().execute(query).scalars())
-        yield from ids
-        if len(ids) < CHUNK:
-            return
-        low = ids[-1]
-
-
-def _sent_count(tenant_id: str, key: str, data_type: str) -> int:
-    query = select(func.count()).where(
-        SentRecord.tenant_id == tenant_id, SentRecord.instance_key == key, SentRecord.data_type == data_type
-    )
-    return db.session.connection().execute(query).scalar_one()
-
-
-def _sent_hashes(tenant_id: str, key: str, data_type: str, source_ids: list[str]) -> dict[str, str]:
-    query = select(SentRecord.source_id, SentRecord.content_hash).where(
-        SentRecord.tenant_id == tenant_id,
-        SentRecord.instance_key == key,
-        SentRecord.data_type == data_type,
-        SentRecord.source_id.in_(source_ids),
-    )
-    return dict(db.session.connection().execute(query).all())
-
-
-def watermark(tenant_id: str, key: str, data_type: str) -> datetime | None:
-    return (
-        db.session.connection()
-        .execute(
-            select(ExportWatermark.complete_since).where(
-                ExportWatermark.tenant_id == tenant_id,
-                ExportWatermark.instance_key == key,
-                ExportWatermark.data_type == data_type,
-            )
-        )
-        .scalar()
-    )
 
 
 def _classify(record: dict[str, str], previous: str | None, full: bool) -> Planned:
@@ -146,38 +70,38 @@ class Plan:
 
     def __init__(self, tenant_id: str, instance_url: str, data_type: str, source: InventorySource, full: bool = False):
         self.tenant_id, self.data_type, self.source, self.full = tenant_id, data_type, source, full
-        self.key = instance_key(instance_url)
+        self.ledger = Ledger(tenant_id, instance_url, data_type)
         self.skipped_unchanged = 0
-        since = None if full else watermark(tenant_id, self.key, data_type)
+        since = None if full else self.ledger.watermark()
         still_exists = getattr(source, "still_exists", None)
-        self.gone = still_exists(tenant_id, data_type, SentRecord.source_id) if since and still_exists else None
+        self.gone = still_exists(tenant_id, data_type, Ledger.source_id) if since and still_exists else None
         self.since = since if self.gone is not None else None
 
     def __iter__(self) -> Iterator[Planned]:
         return self._changed_since() if self.since is not None else self._merge()
 
     def _merge(self) -> Iterator[Planned]:
-        tenant_id, key, data_type = self.tenant_id, self.key, self.data_type
+        tenant_id, data_type, ledger = self.tenant_id, self.data_type, self.ledger
         records = self.source.iter_records(tenant_id, data_type)
         low: str | None = None
         while chunk := list(islice(records, CHUNK)):
             high = chunk[-1]["u_source_id"]
-            sent = _sent_between(tenant_id, key, data_type, low, high)
+            sent = ledger.hashes_between(low, high)
             for record in chunk:
                 yield _classify(record, sent.pop(record["u_source_id"], None), self.full)
             for source_id in sent:  # sent before, no longer in ITAM
                 yield _retirement(data_type, source_id)
             low = high
-        for source_id in _sent_ids(tenant_id, key, data_type, low):
+        for source_id in ledger.source_ids_after(low):
             yield _retirement(data_type, source_id)
 
     def _changed_since(self) -> Iterator[Planned]:
-        tenant_id, key, data_type = self.tenant_id, self.key, self.data_type
+        tenant_id, data_type, ledger = self.tenant_id, self.data_type, self.ledger
         records = self.source.iter_records_changed_since(tenant_id, data_type, self.since)
         listed = new = 0
         while chunk := list(islice(records, CHUNK)):
             listed += len(chunk)
-            sent = _sent_hashes(tenant_id, key, data_type, [record["u_source_id"] for record in chunk])
+            sent = ledger.hashes_of([record["u_source_id"] for record in chunk])
             for record in chunk:
                 planned = _classify(record, sent.get(record["u_source_id"]), False)
                 new += planned.action == NEW
@@ -185,8 +109,8 @@ class Plan:
         in_source = self.source.count(tenant_id, data_type)
         # Every record sent before and still in ITAM is in the source beside the new ones; when the numbers add up,
         # nothing was deleted and the anti-join over every sent record can be skipped.
-        if _sent_count(tenant_id, key, data_type) + new != in_source:
-            for source_id in _sent_ids(tenant_id, key, data_type, None, ~self.gone):
+        if ledger.count() + new != in_source:
+            for source_id in ledger.source_ids_after(None, ~self.gone):
                 yield _retirement(data_type, source_id)
         self.skipped_unchanged = max(in_source - listed, 0)
 
@@ -200,7 +124,7 @@ def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 
     exactly as ServiceNow would receive them. Nothing is sent."""
     source = source or SqlInventorySource()
     result = []
-    for data_type in DATA_TYPES:
+    for data_type in DATA_TYPE_NAMES:
         if data_type not in settings.export_data_types:
             continue
         counts = {NEW: 0, CHANGED: 0, RETIRED: 0, UNCHANGED: 0}

@@ -10,13 +10,16 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from itam_admin.config import Config
 from itam_admin.db import db, utcnow
-from itam_admin.exports.models import SKIPPED, WEEKLY, ExportRun, WeeklySlot
-from itam_admin.tenant_settings import ServiceNowSettings, configured_tenants, load_settings
+from itam_admin.exports import runs
+from itam_admin.exports.models import WeeklySlot
+from itam_admin.settings.store import configured_tenants, load_settings
+from itam_admin.settings.values import ServiceNowSettings
 
 log = logging.getLogger("itam_admin.schedule")
 
@@ -67,11 +70,8 @@ def next_due_at(tenant_id: str, settings: ServiceNowSettings, config: Config, no
     return None
 
 
-def scheduler_tick(config: Config, now: datetime | None = None) -> list[str]:
+def scheduler_tick(config: Config, redis: Redis | None, now: datetime | None = None) -> list[str]:
     """Start every weekly export that is due and not yet claimed for its week; returns what it did, per tenant."""
-    from itam_admin.exports import service
-    from itam_admin.exports.jobs import QueueUnavailable, enqueue_run
-
     now = now or utcnow()
     done: list[str] = []
     for tenant_id in configured_tenants():
@@ -90,35 +90,15 @@ def scheduler_tick(config: Config, now: datetime | None = None) -> list[str]:
             db.session.rollback()  # another scheduler claimed this week first
             continue
         try:
-            run = service.create_run(tenant_id, WEEKLY, None, full=False, week=week)
-        except service.ExportNotStarted as reason:
-            run = record_skipped(tenant_id, week, str(reason), now)
-            slot.outcome = SKIPPED
-        else:
-            try:
-                enqueue_run(run)
-                slot.outcome = "queued"
-            except QueueUnavailable as error:
-                run.status, run.finished_at, run.message = "failed", utcnow(), str(error)
-                slot.outcome = "failed"
+            run = runs.queue_run(redis, tenant_id, runs.WEEKLY, week=week)
+            slot.outcome = runs.QUEUED
+        except runs.ExportNotStarted as reason:
+            if reason.run is not None:  # created, but the queue did not take it: it ended failed
+                run, slot.outcome = reason.run, runs.FAILED
+            else:
+                run, slot.outcome = runs.record_skipped(tenant_id, week, str(reason), now), runs.SKIPPED
         slot.run_id = run.id
         db.session.commit()
         log.info("weekly export of %s for %s: %s", tenant_id, week, slot.outcome)
         done.append(f"{tenant_id}: {slot.outcome}")
     return done
-
-
-def record_skipped(tenant_id: str, week: str, reason: str, now: datetime) -> ExportRun:
-    run = ExportRun(
-        tenant_id=tenant_id,
-        trigger=WEEKLY,
-        status=SKIPPED,
-        week=week,
-        queued_at=now,
-        finished_at=now,
-        message=f"The weekly export did not run: {reason}",
-        data_types_requested=[],
-    )
-    db.session.add(run)
-    db.session.commit()
-    return run

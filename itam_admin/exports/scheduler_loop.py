@@ -12,9 +12,10 @@ from flask import Flask
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from itam_admin import current_plugin
 from itam_admin.db import db
-from itam_admin.exports import outage
+from itam_admin.exports import outage, runs
+from itam_admin.exports.schedule import scheduler_tick
+from itam_admin.plugin import current_plugin
 
 log = logging.getLogger("itam_admin.schedule")
 
@@ -22,20 +23,16 @@ log = logging.getLogger("itam_admin.schedule")
 def scheduler_pass(now: datetime | None = None) -> list[str]:
     """Reap runs whose worker died, queue again (or end) runs whose job was lost, then start the weekly exports due
     at `now` (default: the clock; the first two always go by the clock)."""
-    from itam_admin.exports.jobs import recover_lost_runs
-    from itam_admin.exports.runner import reap_stale_runs
-    from itam_admin.exports.schedule import scheduler_tick
-
-    config = current_plugin().config
-    reaped = reap_stale_runs(config.interrupted_after_seconds)
+    plugin = current_plugin()
+    reaped = runs.reap_stale_runs(plugin.config.interrupted_after_seconds)
     if reaped:
         log.warning("marked %d export run(s) as interrupted", reaped)
     try:
-        recover_lost_runs()
+        runs.recover_lost_runs(plugin.redis_or_none)
     except RedisError as error:
         db.session.rollback()
         outage.REDIS.failed(error)  # a queue we cannot see is not a lost queue: decide nothing until it answers
-    return scheduler_tick(config, now=now)
+    return scheduler_tick(plugin.config, plugin.redis_or_none, now=now)
 
 
 def start_scheduler_thread(app: Flask, tick_seconds: float) -> threading.Thread:

@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 
-from itam_admin.exports import jobs, outage
+from itam_admin.exports import job_queue, outage
 
 log = logging.getLogger("itam_admin.exports")
 REDIS_FAULTS = (RedisConnectionError, RedisTimeoutError)
@@ -129,7 +129,7 @@ def run_worker(connection: Redis, burst: bool, announce: Callable[[str], None]) 
     pause, announced = 1.0, False
     while not stop.is_set():
         outages = outage.REDIS.count
-        worker = ExportWorker([jobs.queue(connection)], connection=connection)
+        worker = ExportWorker([job_queue.queue(connection)], connection=connection)
         if not announced:
             announce(worker.name)
             announced = True

@@ -8,8 +8,8 @@ from functools import wraps
 
 from flask import abort, redirect, request
 
-from itam_admin import current_plugin
 from itam_admin.identity import Identity
+from itam_admin.plugin import current_plugin
 
 
 def manager_required(view: Callable) -> Callable:

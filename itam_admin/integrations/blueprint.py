@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from itam_admin import package_folder
 from itam_admin.integrations import views
+from itam_admin.plugin import package_folder
 
 BASE = "/general/integrations"
 
@@ -21,10 +21,11 @@ def make_blueprint() -> Blueprint:
     bp.add_url_rule(BASE, "integrations", views.integrations_page, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow", "save", views.save_servicenow, methods=["POST"])
     bp.add_url_rule(f"{BASE}/servicenow/test", "test", views.test_servicenow, methods=["POST"])
-    bp.add_url_rule(f"{BASE}/servicenow/export", "export", views.start_export, methods=["POST"])
+    bp.add_url_rule(f"{BASE}/servicenow/export", "export", views.queue_export, methods=["POST"])
     bp.add_url_rule(f"{BASE}/servicenow/status", "status", views.status, methods=["GET"])
+    bp.add_url_rule(f"{BASE}/servicenow/servicenow-app.xml", "servicenow_app", views.servicenow_app, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow/preview", "preview", views.preview, methods=["GET"])
-    bp.add_url_rule(f"{BASE}/servicenow/runs", "history", views.history, methods=["GET"])
+    bp.add_url_rule(f"{BASE}/servicenow/runs", "history", views.history_page, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow/runs/<int:run_id>", "run", views.run_detail, methods=["GET"])
     bp.add_url_rule(
         f"{BASE}/servicenow/runs/<int:run_id>/failed-records.csv",

@@ -13,8 +13,9 @@ from wtforms import BooleanField, SelectMultipleField, StringField
 from wtforms.validators import ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget, PasswordInput
 
+from itam_admin.datatypes import DATA_TYPES
 from itam_admin.servicenow.urls import InstanceUrlError, normalise_instance_url
-from itam_admin.tenant_settings import DATA_TYPE_CHOICES, ServiceNowSettings, SettingsChange
+from itam_admin.settings.values import ServiceNowSettings, SettingsChange
 
 MASK = "********"
 MAX_USERNAME = 100
@@ -67,7 +68,9 @@ class ServiceNowSettingsForm(FlaskForm):
     use_custom_credentials = BooleanField("Use custom credentials")
     client_id = SecretField("Client ID")
     client_secret = SecretField("Client Secret")
-    export_data = MultiCheckboxField("Data to export to ServiceNow", choices=list(DATA_TYPE_CHOICES))
+    export_data = MultiCheckboxField(
+        "Data to export to ServiceNow", choices=[(data_type.name, data_type.label) for data_type in DATA_TYPES]
+    )
 
     def __init__(self, *args, stored: ServiceNowSettings, allowed_hosts, allow_insecure: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -150,15 +153,14 @@ class ServiceNowSettingsForm(FlaskForm):
 
     def change(self) -> SettingsChange:
         """The validated form as a SettingsChange (a None secret keeps the stored one)."""
-        custom = bool(self.use_custom_credentials.data)
         return SettingsChange(
             instance_url=self.normalised_instance_url,
             username=(self.username.data or "").strip(),
-            use_custom_credentials=custom,
+            use_custom_credentials=bool(self.use_custom_credentials.data),
             export_data_types=tuple(self.export_data.data or ()),
             token=self.token.new_value,
-            client_id=self.client_id.new_value if custom else "",
-            client_secret=self.client_secret.new_value if custom else "",
+            client_id=self.client_id.new_value,
+            client_secret=self.client_secret.new_value,
         )
 
 

@@ -6,14 +6,22 @@ from datetime import timedelta
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from itam_admin import current_plugin
+from itam_admin.datatypes import DATA_TYPES
 from itam_admin.db import utcnow
-from itam_admin.exports import service
-from itam_admin.exports.records import LABELS as DATA_TYPE_LABELS
+from itam_admin.exports import history, runs
+from itam_admin.exports.failures import failed_records_csv_lines
+from itam_admin.exports.planner import preview_export
+from itam_admin.exports.schedule import next_due_at
 from itam_admin.identity import Identity
 from itam_admin.integrations.access import manager_required, visible_to
+from itam_admin.integrations.connection_check import refuse_stored_secrets_elsewhere, test_connection
 from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
-from itam_admin.tenant_settings import ServiceNowSettings, SettingsNotSaved, load_settings, save_settings
+from itam_admin.plugin import current_plugin
+from itam_admin.servicenow_app import build_update_set
+from itam_admin.settings.store import SettingsNotSaved, load_settings, save_settings
+from itam_admin.settings.values import ServiceNowSettings
+
+DATA_TYPE_LABELS = {data_type.name: data_type.label for data_type in DATA_TYPES}
 
 OUTCOME_LABELS = {
     "succeeded": "Succeeded",
@@ -66,8 +74,8 @@ def render_page(
     context = {
         "layout_template": current_plugin().layout_template,
         "export_form": ExportForm(),
-        "current_run": service.active_run(identity.tenant_id),
-        "last_run": service.last_completed_run(identity.tenant_id),
+        "current_run": history.active_run(identity.tenant_id),
+        "last_run": history.last_completed_run(identity.tenant_id),
         "next_scheduled_at": next_weekly_export(identity.tenant_id, settings),
         "data_type_labels": DATA_TYPE_LABELS,
         "outcome_labels": OUTCOME_LABELS,
@@ -101,7 +109,7 @@ def save_servicenow(identity: Identity):
     if not valid:
         return render_page(identity, settings, form, status=400, save_failed=True)
     try:
-        save_settings(identity.tenant_id, form.change(), identity, current_plugin().crypto)
+        save_settings(identity.tenant_id, form.change(), identity)
     except SettingsNotSaved as error:
         # The typed values come back in the form (secrets only as the mask); the stored settings are as they were.
         flash(str(error), "error")
@@ -114,19 +122,17 @@ def save_servicenow(identity: Identity):
 def next_weekly_export(tenant_id: str, settings: ServiceNowSettings):
     if not settings.export_enabled:
         return None
-    from itam_admin.exports.schedule import next_due_at
-
     return next_due_at(tenant_id, settings, current_plugin().config)
 
 
 @manager_required
-def start_export(identity: Identity):
+def queue_export(identity: Identity):
     form = ExportForm()
     if not form.validate_on_submit():
         abort(400)
     try:
-        service.start_export(identity.tenant_id, identity, full=bool(form.full.data))
-    except service.ExportNotStarted as error:
+        runs.queue_run(current_plugin().redis_or_none, identity.tenant_id, runs.MANUAL, identity, bool(form.full.data))
+    except runs.ExportNotStarted as error:
         flash(str(error), "error")
     else:
         flash("Export queued. Progress shows below.", "success")
@@ -141,8 +147,8 @@ def status(identity: Identity):
         {
             "export_enabled": settings.export_enabled,
             "export_disabled_reason": settings.export_disabled_reason,
-            "current": service.run_as_json(service.active_run(identity.tenant_id)),
-            "last_completed": service.run_as_json(service.last_completed_run(identity.tenant_id)),
+            "current": history.run_as_json(history.active_run(identity.tenant_id)),
+            "last_completed": history.run_as_json(history.last_completed_run(identity.tenant_id)),
             "next_scheduled_at": next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
         }
     )
@@ -161,13 +167,13 @@ def _page(identity: Identity, template: str, **context):
 
 
 @manager_required
-def history(identity: Identity):
-    return _page(identity, "itam_admin/history.html", runs=service.recent_runs(identity.tenant_id, limit=50))
+def history_page(identity: Identity):
+    return _page(identity, "itam_admin/history.html", runs=history.recent_runs(identity.tenant_id, limit=50))
 
 
 @manager_required
 def run_detail(identity: Identity, run_id: int):
-    run = service.tenant_run(identity.tenant_id, run_id)
+    run = history.tenant_run(identity.tenant_id, run_id)
     if run is None:
         abort(404)
     return _page(identity, "itam_admin/run.html", last_run=run, run=run)
@@ -175,11 +181,9 @@ def run_detail(identity: Identity, run_id: int):
 
 @manager_required
 def failed_records_csv(identity: Identity, run_id: int):
-    run = service.tenant_run(identity.tenant_id, run_id)
+    run = history.tenant_run(identity.tenant_id, run_id)
     if run is None:
         abort(404)
-    from itam_admin.exports.failures import failed_records_csv_lines
-
     return Response(
         failed_records_csv_lines(run),
         mimetype="text/csv",
@@ -193,8 +197,6 @@ def preview(identity: Identity):
     if not settings.export_enabled:
         flash(settings.export_disabled_reason, "error")
         return redirect(url_for("itam_integrations.integrations"))
-    from itam_admin.exports.planner import preview_export
-
     full = request.args.get("full") == "1"
     return _page(
         identity, "itam_admin/preview.html", preview=preview_export(identity.tenant_id, settings, full=full), full=full
@@ -203,10 +205,19 @@ def preview(identity: Identity):
 
 @manager_required
 def test_servicenow(identity: Identity):
-    from itam_admin.integrations.connection_test import refuse_stored_secrets_elsewhere, test_connection
-
     settings, form, valid = _submitted_form(identity)
     if not valid or refuse_stored_secrets_elsewhere(form, settings):
         return render_page(identity, settings, form, status=400, test_failed_validation=True)
     result = test_connection(identity.tenant_id, form, settings)
     return render_page(identity, settings, form, test_result=result)
+
+
+@manager_required
+def servicenow_app(identity: Identity):
+    """The update set a ServiceNow admin imports once (SPEC 5a), for the operator's default OAuth client."""
+    xml = build_update_set(default_client_id=current_plugin().config.default_client_id or None)
+    return Response(
+        xml,
+        mimetype="application/xml",
+        headers={"Content-Disposition": "attachment; filename=itam-servicenow-connector.xml"},
+    )

@@ -11,8 +11,8 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, exists, func, or_, s
 from sqlalchemy.orm import Session, scoped_session
 
 from itam_admin.db import db
-from itam_admin.exports.records import ROW_COLUMNS, check_data_type, record_builder, source_id_prefix
 from itam_admin.inventory.models import TABLES_BY_DATA_TYPE
+from itam_admin.records import ROW_COLUMNS, check_data_type, record_builder, source_id_prefix
 
 
 @runtime_checkable
@@ -27,7 +27,7 @@ class InventorySource(Protocol):
         """The tenant's records exactly as sent, ordered by ``u_source_id`` in code-point order (so a caller can
         merge-join them with another stream ordered the same way), streamed: memory does not grow with their
         number. Source ids are scoped to the tenant, ``<tenant id>:<record id>``: build records with
-        ``itam_admin.exports.records.record_builder(data_type, tenant_id)``."""
+        ``itam_admin.records.record_builder(data_type, tenant_id)``."""
         ...
 
 

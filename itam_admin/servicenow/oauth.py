@@ -34,7 +34,7 @@ from itam_admin.servicenow.urls import InstanceUrlError, normalise_instance_url
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["AccessToken", "Credentials", "TokenManager", "choose_client", "request_access_token", "token_lifetime"]
+__all__ = ["AccessToken", "Credentials", "TokenManager", "request_access_token", "token_lifetime"]
 
 log = logging.getLogger("itam_admin.servicenow")
 
@@ -65,19 +65,6 @@ class Credentials:
     @property
     def secrets(self) -> tuple[str, ...]:
         return (self.refresh_token, self.client_id, self.client_secret)
-
-
-def choose_client(
-    custom_client_id: str | None,
-    custom_client_secret: str | None,
-    use_custom: bool,
-    default_id: str,
-    default_secret: str,
-) -> tuple[str, str, bool]:
-    """The OAuth client to use: the tenant's own when ticked and stored, else the operator's default."""
-    if use_custom and custom_client_id and custom_client_secret:
-        return custom_client_id, custom_client_secret, True
-    return default_id, default_secret, False
 
 
 def token_lifetime(value: object) -> int:

@@ -177,7 +177,7 @@ def axe_source() -> str:
 @pytest.fixture
 def sandbox(app_env):
     """A ServiceNow sandbox on loopback whose default OAuth client is the portal's (app_env's) default client."""
-    from itam_admin.sandbox import SandboxServer, SandboxSettings
+    from servicenow_sandbox import SandboxServer, SandboxSettings
 
     with SandboxServer(settings=SandboxSettings.from_env(app_env)) as server:
         yield server

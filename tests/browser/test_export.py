@@ -22,7 +22,7 @@ TARGET_TABLES = {
 
 def test_export_to_servicenow_from_the_browser(live_portal, sandbox, worker, page, page_log, app):
     with app.app_context():
-        from itam_admin.inventory.demo_data import generate_inventory
+        from demo_portal.demo_data import generate_inventory
 
         created = generate_inventory("acme", computers=COMPUTERS, installs=INSTALLS, contracts=CONTRACTS)
     assert created["hardware_inventory"] == COMPUTERS and created["contracts"] == CONTRACTS

@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from itam_admin.portal.embedded_redis import free_port
+from demo_portal.embedded_redis import free_port
 from tests.browser.helpers import INTEGRATIONS, assert_accessible, log_in, screenshot
 from tests.conftest import ROOT
 

@@ -57,7 +57,7 @@ def test_connection_with_a_token_generated_in_servicenow(live_portal, sandbox, p
     # SPEC 3 and 10: secrets are never sent back to the browser (checked at the end, so the rest still runs).
     leaks = ["the page after Test connection"] if token in page.content() else []
     with app.app_context():
-        from itam_admin.tenant_settings import load_settings
+        from itam_admin.settings.store import load_settings
 
         assert load_settings("acme").instance_url == "", "Test connection saved the settings"
     screenshot(page, "test-connection-02-works")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from itam_admin import current_plugin
 from itam_admin.db import db
 from itam_admin.identity import Identity
-from itam_admin.tenant_settings import SettingsChange, save_settings
+from itam_admin.settings.store import save_settings
+from itam_admin.settings.values import SettingsChange
 from tests.conftest import password_grant_refresh_token
 
 ALL_TYPES = ("hardware_inventory", "contracts", "installed_applications")
@@ -23,7 +23,7 @@ def app_env(app_env):
 
 @pytest.fixture
 def sandbox():
-    from itam_admin.sandbox import SandboxServer
+    from servicenow_sandbox import SandboxServer
 
     with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
         yield server
@@ -48,7 +48,7 @@ def configure_tenant(app, sandbox):
         )
         with app.app_context():
             actor = Identity("1", "Alice Admin", tenant, frozenset({"integrations.manage"}))
-            save_settings(tenant, change, actor, current_plugin().crypto)
+            save_settings(tenant, change, actor)
         return token
 
     return configure
@@ -57,7 +57,7 @@ def configure_tenant(app, sandbox):
 @pytest.fixture
 def inventory(app):
     """Give a tenant some inventory (computers, installs, contracts)."""
-    from itam_admin.inventory.demo_data import generate_inventory
+    from demo_portal.demo_data import generate_inventory
 
     def make(tenant: str = "acme", computers: int = 40, installs: int = 120, contracts: int = 10, seed: int = 0):
         with app.app_context():
@@ -69,14 +69,14 @@ def inventory(app):
 @pytest.fixture
 def run_export(app):
     """Create a run like the Export button does and execute it in this process; return the finished run."""
+    from itam_admin.exports.exporter import export_run
     from itam_admin.exports.models import ExportRun
-    from itam_admin.exports.runner import execute_run
-    from itam_admin.exports.service import create_run
+    from itam_admin.exports.runs import create_run
 
     def run(tenant: str = "acme", full: bool = False):
         with app.app_context():
             created = create_run(tenant, "manual", ACME_ADMIN, full)
-            execute_run(created.id)
+            export_run(created.id)
             db.session.expire_all()
             finished = db.session.get(ExportRun, created.id)
             _ = finished.data_types, finished.failed_batches
@@ -95,7 +95,7 @@ class RedisProcess:
     port: a restart comes back empty, as a Redis without persistence does."""
 
     def __init__(self, workdir) -> None:
-        from itam_admin.portal.embedded_redis import free_port
+        from demo_portal.embedded_redis import free_port
 
         self.workdir = workdir
         self.port = free_port()
@@ -104,7 +104,7 @@ class RedisProcess:
         self.start()
 
     def start(self) -> None:
-        from itam_admin.portal.embedded_redis import start_redis_server
+        from demo_portal.embedded_redis import start_redis_server
 
         self.process = start_redis_server(self.port, self.workdir)
 

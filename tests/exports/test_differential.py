@@ -12,7 +12,7 @@ def sent_by_type(run) -> dict[str, int]:
 def test_second_export_sends_nothing_then_only_changes_and_retirements(
     app, sandbox, configure_tenant, inventory, run_export
 ):
-    from itam_admin.inventory.demo_data import mutate_inventory
+    from demo_portal.demo_data import mutate_inventory
 
     inventory(computers=100, installs=300, contracts=20)
     configure_tenant()
@@ -62,15 +62,15 @@ def test_full_export_sends_everything(sandbox, configure_tenant, inventory, run_
 
 
 def test_a_new_instance_url_makes_the_next_export_full(app, sandbox, configure_tenant, inventory, run_export):
-    from itam_admin.sandbox import SandboxServer
+    from servicenow_sandbox import SandboxServer
 
     inventory(computers=25, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
     run_export()
     with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as other:
-        from itam_admin import current_plugin
         from itam_admin.identity import Identity
-        from itam_admin.tenant_settings import SettingsChange, save_settings
+        from itam_admin.settings.store import save_settings
+        from itam_admin.settings.values import SettingsChange
 
         with app.app_context():
             save_settings(
@@ -79,7 +79,6 @@ def test_a_new_instance_url_makes_the_next_export_full(app, sandbox, configure_t
                     other.url, "admin", False, ("hardware_inventory",), token=other.generate_refresh_token()
                 ),
                 Identity("1", "A", "acme", frozenset()),
-                current_plugin().crypto,
             )
         run = run_export()
         assert counts(run)["hardware_inventory"] == (25, 0)
@@ -90,7 +89,7 @@ def test_a_new_instance_url_makes_the_next_export_full(app, sandbox, configure_t
 def test_preview_counts_equal_what_the_next_export_sends(
     app, client, auth, sandbox, configure_tenant, inventory, run_export
 ):
-    from itam_admin.inventory.demo_data import mutate_inventory
+    from demo_portal.demo_data import mutate_inventory
 
     inventory(computers=50, installs=100, contracts=10)
     configure_tenant()
@@ -117,15 +116,15 @@ def test_preview_counts_equal_what_the_next_export_sends(
 
 
 def backdate_inventory(app, tenant: str = "acme") -> None:
-    from itam_admin.inventory.demo_data import age_inventory
+    from demo_portal.demo_data import age_inventory
 
     with app.app_context():
         age_inventory(tenant)
 
 
 def test_after_a_complete_export_only_changed_rows_are_read(app, sandbox, configure_tenant, inventory, run_export):
+    from demo_portal.demo_data import mutate_inventory
     from itam_admin.exports.planner import Plan
-    from itam_admin.inventory.demo_data import mutate_inventory
     from itam_admin.inventory.source import SqlInventorySource
 
     class CountingSource(SqlInventorySource):

@@ -35,7 +35,8 @@ def run_state(app, run_id):
 def test_sigkill_of_the_work_horse_ends_interrupted_and_the_next_run_completes(
     app, app_env, tmp_path, sandbox, configure_tenant, inventory, run_export
 ):
-    from itam_admin.exports.service import start_export
+    from itam_admin.exports.runs import queue_run
+    from itam_admin.plugin import current_plugin
 
     inventory(computers=600, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
@@ -57,7 +58,7 @@ def test_sigkill_of_the_work_horse_ends_interrupted_and_the_next_run_completes(
     )
     try:
         with app.app_context():
-            run_id = start_export("acme", None).id
+            run_id = queue_run(current_plugin().redis, "acme").id
         wait_for(lambda: run_state(app, run_id)[0] == "running" and run_state(app, run_id)[1] >= 100)
         horses = psutil.Process(worker.pid).children()
         assert horses, "no work horse found"

@@ -106,7 +106,7 @@ def test_two_workers_never_run_the_same_run_twice(
     from rq import Queue
 
     # The same run's job twice on the queue (as a retry or a duplicate would put it), and two workers at once.
-    Queue("itam-exports", connection=redis_conn).enqueue("itam_admin.exports.jobs.perform_export", run_id)
+    Queue("itam-exports", connection=redis_conn).enqueue("itam_admin.exports.jobs.export_job", run_id)
     env = {**os.environ, **app_env, "ITAM_INSTANCE_PATH": str(tmp_path / "instance")}
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "itam", "worker", "--no-scheduler", "--burst"]
     workers = [

@@ -7,12 +7,12 @@ from concurrent.futures import Future
 import pytest
 from sqlalchemy import func, select
 
-from itam_admin import current_plugin
 from itam_admin.db import db
 from itam_admin.exports import planner
+from itam_admin.exports.exporter import Batch, BatchOutcome, Exporter, RunStopped
 from itam_admin.exports.models import SentRecord
-from itam_admin.exports.runner import Batch, BatchOutcome, Exporter, RunStopped
-from itam_admin.exports.service import create_run
+from itam_admin.exports.runs import create_run
+from itam_admin.plugin import current_plugin
 from itam_admin.servicenow.errors import ErrorKind, make_error
 from tests.exports.conftest import ACME_ADMIN
 

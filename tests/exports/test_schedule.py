@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from itam_admin import current_plugin
 from itam_admin.db import db
 from itam_admin.exports.models import ExportRun, WeeklySlot
 from itam_admin.exports.schedule import next_due_at, scheduler_tick, slot_offset
-from itam_admin.tenant_settings import load_settings
+from itam_admin.plugin import current_plugin
+from itam_admin.settings.store import load_settings
 
 SATURDAY = datetime(2026, 12, 5, 12, 0)
 SUNDAY_MORNING = datetime(2026, 12, 6, 3, 0)
@@ -19,7 +19,8 @@ SUNDAY_LATE = datetime(2026, 12, 6, 6, 0)
 
 
 def set_configured_at(app, tenant: str, when: datetime) -> None:
-    from itam_admin.tenant_settings import CONFIGURED_AT, ComplianceTenantSetting
+    from itam_admin.settings.models import ComplianceTenantSetting
+    from itam_admin.settings.values import CONFIGURED_AT
 
     with app.app_context():
         row = db.session.scalar(
@@ -58,13 +59,13 @@ def test_two_schedulers_start_one_weekly_run_per_tenant(app, configure_tenant, r
     set_configured_at(app, "globex", SATURDAY)
 
     with app.app_context():
-        assert scheduler_tick(current_plugin().config, now=SATURDAY) == []
+        assert scheduler_tick(current_plugin().config, current_plugin().redis, now=SATURDAY) == []
     results = []
 
     def scheduler() -> None:
         with app.app_context():
             for minute in range(0, 181, 30):
-                results.extend(scheduler_tick(current_plugin().config, now=SUNDAY_MORNING + timedelta(minutes=minute)))
+                results.extend(scheduler_tick(current_plugin().config, current_plugin().redis, now=SUNDAY_MORNING + timedelta(minutes=minute)))
 
     threads = [threading.Thread(target=scheduler) for _ in range(2)]
     for thread in threads:
@@ -83,7 +84,7 @@ def test_a_disabled_tenant_is_recorded_as_skipped_with_the_reason(app, client, c
     configure_tenant(types=())
     set_configured_at(app, "acme", SATURDAY)
     with app.app_context():
-        scheduler_tick(current_plugin().config, now=SUNDAY_LATE)
+        scheduler_tick(current_plugin().config, current_plugin().redis, now=SUNDAY_LATE)
     (run,) = weekly_runs(app)
     assert run.status == "skipped" and "Choose at least one data type" in run.message
 
@@ -95,8 +96,8 @@ def test_a_missed_week_runs_once_when_the_scheduler_comes_back(app, configure_te
         # Down for three Sundays; back on Tuesday: one run for the latest missed week, not three.
         config = current_plugin().config
         back = SUNDAY_LATE + timedelta(days=2)
-        scheduler_tick(config, now=back)
-        scheduler_tick(config, now=back + timedelta(hours=1))
+        scheduler_tick(config, current_plugin().redis, now=back)
+        scheduler_tick(config, current_plugin().redis, now=back + timedelta(hours=1))
         slots = db.session.scalars(select(WeeklySlot)).all()
     assert len(weekly_runs(app)) == 1 and len(slots) == 1
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from flask_migrate import downgrade, stamp, upgrade
 
-from itam_admin import package_folder
 from itam_admin.db import db
 from itam_admin.exports.models import ExportWatermark, SentRecord
 from itam_admin.exports.planner import content_hash
 from itam_admin.inventory.source import SqlInventorySource
+from itam_admin.plugin import package_folder
 from tests.exports.conftest import counts
 
 SCOPED_IDS = "5d2f8a1c9e47"  # the migration to tenant-scoped source ids

@@ -57,10 +57,11 @@ def worker(app_env, tmp_path):
 
 
 def start_export(app) -> int:
-    from itam_admin.exports.service import start_export as start
+    from itam_admin.exports.runs import queue_run
+    from itam_admin.plugin import current_plugin
 
     with app.app_context():
-        run_id = start("acme", None).id
+        run_id = queue_run(current_plugin().redis, "acme").id
         db.session.remove()
         return run_id
 
@@ -106,7 +107,7 @@ def test_redis_going_away_during_an_export_neither_stops_the_worker_nor_the_expo
     own_redis.start()
     sandbox.faults.set_latency(0)
     with app.app_context():
-        from itam_admin.inventory.demo_data import mutate_inventory
+        from demo_portal.demo_data import mutate_inventory
 
         mutate_inventory("acme", change_fraction=0.1, delete=0, add=0, data_types=("hardware_inventory",))
     second = start_export(app)

@@ -11,7 +11,7 @@ def fresh_test_connection_limit(redis_url):
     test's allowance."""
     import redis
 
-    from itam_admin.integrations import connection_test
+    from itam_admin.integrations import connection_check
 
     def forget() -> None:
         connection = redis.Redis.from_url(redis_url)
@@ -19,7 +19,7 @@ def fresh_test_connection_limit(redis_url):
         if keys:
             connection.delete(*keys)
         connection.close()
-        connection_test._local_hits.clear()
+        connection_check._local_hits.clear()
 
     forget()
     yield

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from itam_admin.db import db
-from itam_admin.tenant_settings import ComplianceTenantSetting, load_settings
+from itam_admin.settings.models import ComplianceTenantSetting
+from itam_admin.settings.store import load_settings
 from tests.conftest import INTEGRATIONS, csrf_token_from
 
 VALID = {

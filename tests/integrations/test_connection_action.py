@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from itam_admin.tenant_settings import load_settings
+from itam_admin.settings.store import load_settings
 from tests.conftest import INTEGRATIONS, csrf_token_from, password_grant_refresh_token
 
 
@@ -16,7 +16,7 @@ def app_env(app_env):
 
 @pytest.fixture
 def sandbox():
-    from itam_admin.sandbox import SandboxServer
+    from servicenow_sandbox import SandboxServer
 
     with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
         server.add_client("tenant-own-client", "tenant-own-secret")

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from itam_admin.db import db
 from itam_admin.integrations.forms import MASK
-from itam_admin.tenant_settings import SettingAudit, load_secrets
+from itam_admin.settings.models import SettingAudit
+from itam_admin.settings.store import load_secrets
 from tests.conftest import INTEGRATIONS, csrf_token_from
 from tests.integrations.standin import StandIn
 from tests.integrations.test_settings_form import field_errors
@@ -60,9 +61,7 @@ test_connection.__test__ = False  # a helper, not a test
 
 def stored_state(app) -> tuple[str, int]:
     with app.app_context():
-        from itam_admin import current_plugin
-
-        token = load_secrets("acme", current_plugin().crypto).token
+        token = load_secrets("acme").token
         audits = db.session.scalar(select(func.count()).select_from(SettingAudit))
     return token, audits
 
@@ -149,9 +148,9 @@ def test_a_server_that_never_answers_gives_an_answer_within_the_tests_deadline(c
     """Issue #11, finding 6: a Test connection against a server that never answered held a web worker for minutes."""
     import time
 
-    from itam_admin.integrations import connection_test
+    from itam_admin.integrations import connection_check
 
-    monkeypatch.setattr(connection_test, "TEST_DEADLINE_SECONDS", 2.0)
+    monkeypatch.setattr(connection_check, "TEST_DEADLINE_SECONDS", 2.0)
     auth.login()
     with StandIn(silent=True) as silent:
         start = time.monotonic()

@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from itam_admin import current_plugin
-from itam_admin.tenant_settings import load_secrets, load_settings
+from itam_admin.settings.store import load_secrets, load_settings
 from tests.conftest import INTEGRATIONS, AuthActions, csrf_token_from
 from tests.integrations.test_access import VALID
 
@@ -87,7 +86,7 @@ def save_in_parallel(app, forms: list[dict]) -> list[object]:
 def assert_values_of_one_request(app, forms: list[dict]) -> None:
     with app.app_context():
         settings = load_settings("acme")
-        secrets = load_secrets("acme", current_plugin().crypto)
+        secrets = load_secrets("acme")
     winner = int(settings.username.removeprefix("user"))
     form = forms[winner]
     custom = "use_custom_credentials" in form
@@ -141,11 +140,11 @@ def assert_form_back_and_nothing_lost(app, response, html: str) -> None:
     with app.app_context():
         settings = load_settings("acme")
         assert settings.instance_url == VALID["instance_url"] and settings.username == VALID["username"]
-        assert load_secrets("acme", current_plugin().crypto).token == VALID["token"]
+        assert load_secrets("acme").token == VALID["token"]
 
 
 def test_a_locked_sqlite_database_gives_the_form_back(app, client, auth, monkeypatch, tmp_path):
-    from itam_admin import tenant_settings
+    from itam_admin.settings import store as tenant_settings
 
     monkeypatch.setattr(tenant_settings, "SAVE_LOCK_WAIT_SECONDS", 0.5, raising=False)
     auth.login()
@@ -164,7 +163,7 @@ def test_a_locked_sqlite_database_gives_the_form_back(app, client, auth, monkeyp
 
 @pytest.mark.parametrize("database", [POSTGRESQL], indirect=True)
 def test_a_postgresql_tenant_locked_by_another_transaction_gives_the_form_back(app, client, auth, monkeypatch):
-    from itam_admin import tenant_settings
+    from itam_admin.settings import store as tenant_settings
 
     monkeypatch.setattr(tenant_settings, "SAVE_LOCK_WAIT_SECONDS", 0.5, raising=False)
     auth.login()

@@ -27,8 +27,8 @@ def test_database_rows_hold_no_plaintext_secret(app, client, auth, integrations_
 def test_rotate_keys_leaves_every_secret_readable_with_only_the_new_key(
     app, app_env, client, auth, integrations_page, tmp_path
 ):
-    from itam_admin.portal import create_app
-    from itam_admin.tenant_settings import load_secrets
+    from demo_portal import create_app
+    from itam_admin.settings.store import load_secrets
 
     auth.login()
     _, csrf = integrations_page()
@@ -46,7 +46,7 @@ def test_rotate_keys_leaves_every_secret_readable_with_only_the_new_key(
 
     only_new = create_app(env={**app_env, "ITAM_ENCRYPTION_KEYS": new_key}, instance_path=str(tmp_path / "n"))
     with only_new.app_context():
-        secrets = load_secrets("acme", only_new.extensions["itam_admin"].crypto)
+        secrets = load_secrets("acme")
     assert (secrets.token, secrets.client_id, secrets.client_secret) == (
         VALID["token"],
         "rot-client-id",
@@ -57,7 +57,7 @@ def test_rotate_keys_leaves_every_secret_readable_with_only_the_new_key(
 def test_rotate_keys_is_all_or_nothing_when_a_secret_cannot_be_read(
     app, app_env, client, auth, integrations_page, tmp_path
 ):
-    from itam_admin.portal import create_app
+    from demo_portal import create_app
 
     auth.login()
     _, csrf = integrations_page()

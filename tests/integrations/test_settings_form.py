@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from itam_admin.tenant_settings import load_settings
+from itam_admin.settings.store import load_settings
 from tests.integrations.test_access import VALID, save
 
 
@@ -87,9 +87,9 @@ def test_bad_instance_urls_are_refused_next_to_the_field_and_nothing_is_lost(app
 
 
 def test_loopback_instance_is_accepted_only_when_insecure_is_allowed(app_env, tmp_path):
+    from demo_portal import create_app
     from itam_admin.integrations.forms import ServiceNowSettingsForm
-    from itam_admin.portal import create_app
-    from itam_admin.tenant_settings import ServiceNowSettings
+    from itam_admin.settings.values import ServiceNowSettings
 
     app_env["ITAM_SERVICENOW_ALLOW_INSECURE"] = "1"
     application = create_app(env=app_env, instance_path=str(tmp_path / "i2"))
@@ -138,10 +138,9 @@ def test_token_is_required_on_first_save_only(app, client, admin):
     assert save(client, token, token="********", username="admin2").status_code == 302
     assert save(client, token, token="", username="admin2").status_code == 302
     with app.app_context():
-        from itam_admin import current_plugin
-        from itam_admin.tenant_settings import load_secrets
+        from itam_admin.settings.store import load_secrets
 
-        assert load_secrets("acme", current_plugin().crypto).token == VALID["token"]
+        assert load_secrets("acme").token == VALID["token"]
         assert load_settings("acme").username == "admin2"
 
 
@@ -150,10 +149,9 @@ def test_typing_a_new_token_replaces_the_stored_one(app, client, admin):
     save(client, token)
     save(client, token, token="a-brand-new-refresh-token")
     with app.app_context():
-        from itam_admin import current_plugin
-        from itam_admin.tenant_settings import load_secrets
+        from itam_admin.settings.store import load_secrets
 
-        assert load_secrets("acme", current_plugin().crypto).token == "a-brand-new-refresh-token"
+        assert load_secrets("acme").token == "a-brand-new-refresh-token"
 
 
 def test_custom_credentials_are_required_when_ticked_then_masked_then_cleared_when_unticked(app, client, admin):
@@ -230,7 +228,7 @@ def test_audit_trail_records_who_changed_what_but_never_a_secret_value(app, clie
     from sqlalchemy import select
 
     from itam_admin.db import db
-    from itam_admin.tenant_settings import SettingAudit
+    from itam_admin.settings.models import SettingAudit
 
     _, token = admin()
     save(client, token, use_custom_credentials="y", client_id="audit-client-id", client_secret="audit-client-secret")

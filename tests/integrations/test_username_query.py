@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from itam_admin.db import db
-from itam_admin.tenant_settings import ComplianceTenantSetting
+from itam_admin.settings.models import ComplianceTenantSetting
 from tests.conftest import INTEGRATIONS, csrf_token_from
 from tests.integrations.standin import StandIn
 from tests.integrations.test_access import VALID

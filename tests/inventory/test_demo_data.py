@@ -6,15 +6,15 @@ import re
 
 import pytest
 
-from itam_admin.exports.records import DATA_TYPES
-from itam_admin.inventory import catalog
-from itam_admin.inventory.demo_data import (
+from demo_portal.demo_data import (
     SCALES,
     delete_inventory,
     generate_inventory,
     mutate_inventory,
     seed_demo_inventory,
 )
+from itam_admin.datatypes import DATA_TYPE_NAMES
+from itam_admin.inventory import catalog
 from itam_admin.inventory.source import SqlInventorySource
 
 SIZES = {"computers": 40, "installs": 500, "contracts": 12}
@@ -27,7 +27,7 @@ def records_of(tenant_id: str) -> dict[str, dict[str, dict[str, str]]]:
     source = SqlInventorySource()
     prefix = f"{tenant_id}:"
     result: dict[str, dict[str, dict[str, str]]] = {}
-    for data_type in DATA_TYPES:
+    for data_type in DATA_TYPE_NAMES:
         result[data_type] = {}
         for record in source.iter_records(tenant_id, data_type):
             for field in ("u_source_id", "u_computer_source_id"):
@@ -41,7 +41,7 @@ def records_of(tenant_id: str) -> dict[str, dict[str, dict[str, str]]]:
 def test_generates_the_counts_asked_for(engine):
     assert generate_inventory("acme", seed=3, **SIZES) == COUNTS
     source = SqlInventorySource()
-    assert {data_type: source.count("acme", data_type) for data_type in DATA_TYPES} == COUNTS
+    assert {data_type: source.count("acme", data_type) for data_type in DATA_TYPE_NAMES} == COUNTS
 
 
 def test_the_same_seed_gives_the_same_records_and_another_seed_others(engine):
@@ -50,7 +50,7 @@ def test_the_same_seed_gives_the_same_records_and_another_seed_others(engine):
     generate_inventory("initech", seed=4, **SIZES)
     acme, globex, initech = records_of("acme"), records_of("globex"), records_of("initech")
     assert acme == globex
-    for data_type in DATA_TYPES:
+    for data_type in DATA_TYPE_NAMES:
         assert acme[data_type].keys() == initech[data_type].keys()  # source ids are numbered
         assert acme[data_type] != initech[data_type]
 
@@ -111,7 +111,7 @@ def test_seeding_demo_inventory_is_idempotent(engine):
         "installed_applications": sizes["installs"],
     }
     before = records_of("acme")
-    assert seed_demo_inventory("acme", "small") == dict.fromkeys(DATA_TYPES, 0)
+    assert seed_demo_inventory("acme", "small") == dict.fromkeys(DATA_TYPE_NAMES, 0)
     assert records_of("acme") == before
 
 
@@ -144,7 +144,7 @@ def test_mutating_changes_deletes_and_adds_what_it_says(engine):
     assert records_of("globex") == before
     result = mutate_inventory("acme", change_fraction=0.25, delete=2, add=3, seed=9)
     after = records_of("acme")
-    for data_type in DATA_TYPES:
+    for data_type in DATA_TYPE_NAMES:
         old, new, said = before[data_type], after[data_type], result[data_type]
         assert said["deleted"] == sorted(old.keys() - new.keys())
         assert said["added"] == sorted(new.keys() - old.keys())

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.orm import sessionmaker
 
+from demo_portal.demo_data import generate_inventory
+from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.db import db
-from itam_admin.exports.records import DATA_TYPES, FIELDS
-from itam_admin.inventory.demo_data import generate_inventory
 from itam_admin.inventory.models import Computer, Contract, InstalledApplication
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
+from itam_admin.records import FIELDS
 
 # Where a linguistic collation and code-point order disagree: case, digits against letters, punctuation, accents.
 AWKWARD_SOURCE_IDS = ["b", "B", "a", "A", "10", "9", "a-1", "a_1", "a1", "Z", "z", "é", "e", "ä", "~", " x", "ÿ"]
@@ -64,7 +65,7 @@ def test_the_default_source_is_an_inventory_source():
     assert isinstance(SqlInventorySource(), InventorySource)
 
 
-@pytest.mark.parametrize("data_type", DATA_TYPES)
+@pytest.mark.parametrize("data_type", DATA_TYPE_NAMES)
 def test_a_tenant_sees_only_its_own_records(two_tenants, data_type):
     source = SqlInventorySource()
     records = list(source.iter_records("acme", data_type))
@@ -87,7 +88,7 @@ def test_installs_carry_their_computers_source_id_name_and_serial_number(two_ten
 
 def test_two_tenants_with_the_same_record_ids_get_different_source_ids(two_tenants):
     source = SqlInventorySource()
-    for data_type in DATA_TYPES:
+    for data_type in DATA_TYPE_NAMES:
         acme = [r["u_source_id"] for r in source.iter_records("acme", data_type)]
         globex = [r["u_source_id"] for r in source.iter_records("globex", data_type)]
         assert all(s.startswith("acme:") for s in acme) and all(s.startswith("globex:") for s in globex)
@@ -110,7 +111,7 @@ def test_an_install_linked_to_another_tenants_computer_is_never_read(engine, two
     assert source.count("acme", "installed_applications") == len(records)
 
 
-@pytest.mark.parametrize("data_type", DATA_TYPES)
+@pytest.mark.parametrize("data_type", DATA_TYPE_NAMES)
 def test_records_come_in_code_point_order_of_source_ids(engine, data_type):
     computer = add_computer("acme", "host")
     for source_id in AWKWARD_SOURCE_IDS:

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from demo_portal import throttle
+from demo_portal.embedded_redis import free_port
 from itam_admin.db import db
-from itam_admin.portal import throttle
-from itam_admin.portal.embedded_redis import free_port
 from tests.conftest import csrf_token_from
 
 
@@ -77,7 +77,7 @@ def test_the_wait_ends_with_the_window(client, monkeypatch):
 
 
 def test_portal_processes_share_the_count(app, app_env, tmp_path):
-    from itam_admin.portal import create_app
+    from demo_portal import create_app
 
     second = create_app(env=app_env, instance_path=str(tmp_path / "second"))  # same database and Redis
     for _ in range(3):
@@ -90,8 +90,8 @@ def test_portal_processes_share_the_count(app, app_env, tmp_path):
 
 
 def test_without_redis_the_process_counts(app_env, tmp_path):
-    from itam_admin.portal import create_app
-    from itam_admin.portal.demo import seed_demo_portal
+    from demo_portal import create_app
+    from demo_portal.demo import seed_demo_portal
 
     app = create_app(
         env={**app_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, instance_path=str(tmp_path / "p")

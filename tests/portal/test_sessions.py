@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from demo_portal.models import PortalSession
 from itam_admin.db import db, utcnow
-from itam_admin.portal.models import PortalSession
 from tests.conftest import AuthActions, csrf_token_from
 
 HTTPS = "https://portal.example"
@@ -54,12 +54,12 @@ def test_cookie_over_plain_http_is_not_secure_so_the_local_demo_works(client):
 
 
 def test_cookie_is_secure_everywhere_when_the_public_url_is_https(app_env, tmp_path):
-    from itam_admin.portal import create_app
+    from demo_portal import create_app
 
     app = create_app(env={**app_env, "ITAM_PUBLIC_URL": "https://itam.example.com"}, instance_path=str(tmp_path / "p"))
     with app.app_context():
         db.create_all()
-        from itam_admin.portal.demo import seed_demo_portal
+        from demo_portal.demo import seed_demo_portal
 
         seed_demo_portal(hash_method="pbkdf2:sha256:1000")
     try:
@@ -72,8 +72,8 @@ def test_cookie_is_secure_everywhere_when_the_public_url_is_https(app_env, tmp_p
 
 @pytest.mark.parametrize(("trusted", "secure"), [("1", True), ("0", False)])
 def test_forwarded_https_counts_only_behind_a_trusted_proxy(app_env, tmp_path, trusted, secure):
-    from itam_admin.portal import create_app
-    from itam_admin.portal.demo import seed_demo_portal
+    from demo_portal import create_app
+    from demo_portal.demo import seed_demo_portal
 
     app = create_app(env={**app_env, "ITAM_TRUSTED_PROXIES": trusted}, instance_path=str(tmp_path / "p"))
     with app.app_context():

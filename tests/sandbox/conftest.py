@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from itam_admin.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from itam_admin.sandbox import SandboxServer
+from servicenow_sandbox import SandboxServer
+from servicenow_sandbox.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 HARDWARE = "u_itam_hardware_inventory"
 CONTRACTS = "u_itam_contracts"

@@ -15,8 +15,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from itam_admin.sandbox import SandboxServer
-from itam_admin.sandbox.cli import sandbox_command, sandbox_fault_command
+from servicenow_sandbox import SandboxServer
+from servicenow_sandbox.cli import sandbox_command, sandbox_fault_command
 
 
 class Process:
@@ -37,7 +37,7 @@ class Process:
 def start(*args: str) -> Process:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "itam_admin.sandbox", "--port", "0", *args],
+        [sys.executable, "-m", "servicenow_sandbox", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from itam_admin.sandbox import SandboxServer
+from servicenow_sandbox import SandboxServer
 
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 

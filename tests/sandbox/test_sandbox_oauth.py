@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from itam_admin.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from itam_admin.sandbox import SandboxServer
+from servicenow_sandbox import SandboxServer
+from servicenow_sandbox.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 REFUSED = {"error": "server_error", "error_description": "access_denied"}
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from itam_admin.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from servicenow_sandbox.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 
 class Page(HTMLParser):

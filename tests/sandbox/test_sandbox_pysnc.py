@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from itam_admin.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from servicenow_sandbox.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 pysnc = pytest.importorskip("pysnc")
 pytest.importorskip("requests_oauthlib", reason="pysnc's password grant flow needs requests-oauthlib")

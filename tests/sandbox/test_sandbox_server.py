@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from itam_admin.sandbox import SandboxServer, check_loopback
+from servicenow_sandbox import SandboxServer, check_loopback
 
 
 def bearer(sandbox: SandboxServer, user: str = "admin") -> dict[str, str]:

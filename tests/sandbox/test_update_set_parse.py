@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from itam_admin.datatypes import DATA_TYPES
-from itam_admin.sandbox.update_sets import UpdateSetError, parse_update_set
 from itam_admin.servicenow_app import build_update_set
+from servicenow_sandbox.update_sets import UpdateSetError, parse_update_set
 
 CLIENT_ID = "sandbox-default-client"
 

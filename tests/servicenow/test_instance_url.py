@@ -104,17 +104,16 @@ def url_secrets(secrets):
 
 def store_settings(app, instance_url: str) -> None:
     """Write the tenant's settings straight into the database, as an older release or a hand edit could have."""
-    from itam_admin import current_plugin
     from itam_admin.db import db
-    from itam_admin.tenant_settings import INSTANCE_URL, TOKEN, USER_NAME, ComplianceTenantSetting
+    from itam_admin.settings.models import ComplianceTenantSetting
+    from itam_admin.settings.values import INSTANCE_URL, TOKEN, USER_NAME
 
     with app.app_context():
-        crypto = current_plugin().crypto
         db.session.add_all(
             [
-                ComplianceTenantSetting(tenant_id="acme", name=INSTANCE_URL, value=instance_url, encrypted=False),
-                ComplianceTenantSetting(tenant_id="acme", name=USER_NAME, value="itam.export", encrypted=False),
-                ComplianceTenantSetting(tenant_id="acme", name=TOKEN, value=crypto.encrypt(REFRESH), encrypted=True),
+                ComplianceTenantSetting(tenant_id="acme", name=INSTANCE_URL, value=instance_url),
+                ComplianceTenantSetting(tenant_id="acme", name=USER_NAME, value="itam.export"),
+                ComplianceTenantSetting(tenant_id="acme", name=TOKEN, secret=REFRESH),
             ]
         )
         db.session.commit()
@@ -130,7 +129,7 @@ def store_settings(app, instance_url: str) -> None:
     ],
 )
 def test_a_stored_url_that_breaks_the_rule_is_refused_at_connect_time_and_nothing_leaves(app, listener, stored):
-    from itam_admin.connection import client_for
+    from itam_admin.tenant_client import client_for
 
     store_settings(app, stored.format(port=listener.port))
 
@@ -143,7 +142,7 @@ def test_a_stored_url_that_breaks_the_rule_is_refused_at_connect_time_and_nothin
 
 
 def test_a_stored_host_outside_the_operators_list_is_refused_without_a_lookup(app, monkeypatch):
-    from itam_admin.connection import client_for
+    from itam_admin.tenant_client import client_for
 
     lookups: list[str] = []
     monkeypatch.setattr(transport, "resolve_host", lambda host, port: lookups.append(host) or ["127.0.0.1"])
@@ -158,7 +157,7 @@ def test_a_stored_host_outside_the_operators_list_is_refused_without_a_lookup(ap
 
 
 def test_the_worker_connects_to_exactly_the_rebuilt_url(app, listener):
-    from itam_admin.connection import client_for
+    from itam_admin.tenant_client import client_for
 
     store_settings(app, f"HTTP://127.0.0.1:{listener.port}/")  # saved by an older release, not in canonical form
 

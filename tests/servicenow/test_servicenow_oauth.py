@@ -8,7 +8,8 @@ import pytest
 
 from itam_admin.crypto import Crypto, generate_key
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
-from itam_admin.servicenow.oauth import Credentials, TokenManager, choose_client
+from itam_admin.servicenow.oauth import Credentials, TokenManager
+from itam_admin.settings.values import oauth_client
 
 LOGIN_PAGE = "<html><head><title>Log in | ServiceNow</title></head><body><form action='login.do'></form></body></html>"
 
@@ -69,13 +70,13 @@ def test_access_token_repr_and_credentials_repr_hide_secrets(tokens, creds, toke
     ],
 )
 def test_choose_client_prefers_custom_credentials_when_ticked_and_stored(custom_id, custom_secret, ticked, expected):
-    assert choose_client(custom_id, custom_secret, ticked, "default", "default-secret") == expected
+    assert oauth_client(ticked, custom_id, custom_secret, "default", "default-secret") == expected
 
 
 @pytest.mark.parametrize("ticked", [True, False])
 def test_token_request_carries_the_chosen_client(tokens, token_endpoint, sn, ticked):
-    client_id, client_secret, custom = choose_client(
-        sn.custom_client_id, sn.custom_client_secret, ticked, sn.default_client_id, sn.default_client_secret
+    client_id, client_secret, custom = oauth_client(
+        ticked, sn.custom_client_id, sn.custom_client_secret, sn.default_client_id, sn.default_client_secret
     )
     creds = Credentials(sn.instance_url, sn.username, sn.refresh_token, client_id, client_secret, custom)
 

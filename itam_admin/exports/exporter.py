@@ -1,0 +1,346 @@
+"""The exporter: runs one export run by streaming each chosen data type's plan, batching it, posting batches to the
+Import Set API with several requests in flight, and recording progress, the ledger and the outcome.
+
+Only the main thread touches the database; sender threads only talk to ServiceNow. Any fault ends in a recorded
+outcome (never a run left `running`), and what ServiceNow accepted is remembered even when the run fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from itam_admin.datatypes import DATA_TYPE_NAMES
+from itam_admin.datatypes import data_type as registry_entry
+from itam_admin.db import db, utcnow
+from itam_admin.exports import planner, runs
+from itam_admin.exports.ledger import Ledger
+from itam_admin.exports.models import ExportBatchFailure, ExportRun
+from itam_admin.inventory.source import InventorySource, SqlInventorySource
+from itam_admin.plugin import current_plugin
+from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
+from itam_admin.tenant_client import client_for
+
+log = logging.getLogger("itam_admin.exports")
+PROGRESS_EVERY_SECONDS = 1.0
+SENDER_SWITCH_INTERVAL = 0.0005  # seconds; see responsive_senders()
+COUNTS = ("total", "sent", "failed", "new", "changed", "retired", "unchanged")
+READ_BACK_IMPORT_SETS = 200  # per data type; enough for the counts of a weekly differential export
+
+
+class RunStopped(Exception):
+    """A fault that ends the whole run (token refused, host unknown, TLS, 403...)."""
+
+    def __init__(self, error: ServiceNowError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class Batch:
+    data_type: str
+    number: int
+    items: list[planner.Planned] = field(default_factory=list)
+
+
+@dataclass
+class BatchOutcome:
+    batch: Batch
+    accepted: list[planner.Planned] = field(default_factory=list)
+    import_set_ids: list[str] = field(default_factory=list)
+    failed: list[tuple[list[planner.Planned], ServiceNowError]] = field(default_factory=list)
+
+
+def body_of(items: list[planner.Planned]) -> bytes:
+    return planner.encode_batch([item.record for item in items])
+
+
+def send_batch(client, staging_table: str, batch: Batch, max_bytes: int) -> BatchOutcome:
+    """Post a batch; one over max_bytes, or answered 413, is split in halves (down to single records). Runs in a
+    sender thread, so encoding the body happens there too."""
+    outcome = BatchOutcome(batch)
+    pending = [batch.items]
+    while pending:
+        items = pending.pop()
+        body = body_of(items)
+        if len(body) > max_bytes and len(items) > 1:
+            half = len(items) // 2
+            pending.extend([items[half:], items[:half]])
+            continue
+        try:
+            ids = client.insert_multiple(staging_table, body)
+        except ServiceNowError as error:
+            if error.stops_run:
+                raise RunStopped(error) from None
+            if error.kind == ErrorKind.PAYLOAD_TOO_LARGE and len(items) > 1:
+                half = len(items) // 2
+                pending.extend([items[half:], items[:half]])
+                continue
+            outcome.failed.append((items, error))
+            continue
+        outcome.accepted.extend(items)
+        outcome.import_set_ids.append(ids.import_set_id)
+    return outcome
+
+
+class Exporter:
+    """One run's sending loop; see the module docstring."""
+
+    def __init__(self, run: ExportRun, client, source: InventorySource, config) -> None:
+        self.run = run
+        self.client = client
+        self.source = source
+        self.config = config
+        self.counts = {dt.data_type: dt for dt in run.data_types}
+        # Counted here per record and copied to the run's rows at each progress save: ORM attributes cost too much
+        # to touch per record.
+        self.tally = {dt.data_type: dict.fromkeys(COUNTS, 0) for dt in run.data_types}
+        self.last_progress = 0.0
+        self.batch_number = 0
+        self.import_set_ids: dict[str, list[str]] = {data_type: [] for data_type in self.counts}
+        self.ledgers = {data_type: Ledger(run.tenant_id, run.instance_url, data_type) for data_type in self.counts}
+
+    def export(self) -> None:
+        for data_type in DATA_TYPE_NAMES:
+            if data_type in self.counts:
+                self.export_data_type(data_type)
+
+    def export_data_type(self, data_type: str) -> None:
+        counts = self.counts[data_type]
+        started = utcnow()
+        self.tally[data_type]["total"] = self.source.count(self.run.tenant_id, data_type)
+        self.save_progress(force=True)
+        staging_table = registry_entry(data_type).staging_table
+        in_flight = self.config.requests_in_flight
+        pending: set[Future] = set()
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="itam-send") as pool:
+            try:
+                for batch in self.batches(data_type):
+                    # One batch waiting per sender besides the one on the wire: a sender that finishes starts its
+                    # next request at once instead of waiting for this thread to record and plan.
+                    while len(pending) >= 2 * in_flight:
+                        self.collect(pending)
+                    pending.add(pool.submit(send_batch, self.client, staging_table, batch, self.config.max_batch_bytes))
+                while pending:
+                    self.collect(pending)
+            except RunStopped:
+                for future in pending:
+                    future.cancel()
+                self.drain(pending)
+                raise
+        # Stored once per data type, not at every progress save: a big export has thousands of import sets.
+        counts.import_set_ids = list(self.import_set_ids[data_type])
+        if self.tally[data_type]["failed"] == 0:
+            self.ledgers[data_type].set_watermark(started - self.config.differential_margin)
+        self.save_progress(force=True)
+
+    def batches(self, data_type: str):
+        """Group what the plan says to send into batches of at most batch_size records (the sender splits one that
+        encodes to more than max_batch_bytes)."""
+        tally = self.tally[data_type]
+        limit = self.config.batch_size
+        batch = Batch(data_type, self.next_batch_number())
+        plan = planner.Plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full)
+        for planned in plan:
+            action = planned.action
+            if action == planner.UNCHANGED:
+                tally["unchanged"] += 1
+                if tally["unchanged"] % 1000 == 0:
+                    self.save_progress()
+                continue
+            if action == planner.RETIRED:
+                tally["total"] += 1  # the source's count does not include records deleted from ITAM
+            batch.items.append(planned)
+            if len(batch.items) >= limit:
+                yield batch
+                batch = Batch(data_type, self.next_batch_number())
+        if batch.items:
+            yield batch
+        tally["unchanged"] += plan.skipped_unchanged
+
+    def next_batch_number(self) -> int:
+        self.batch_number += 1
+        return self.batch_number
+
+    def collect(self, pending: set[Future]) -> None:
+        """Record the batches that finished and take them out of `pending`; a stop is raised only after every
+        finished batch is recorded, so `pending` then holds exactly the batches still unrecorded."""
+        done, _ = wait(pending, timeout=5, return_when=FIRST_COMPLETED)
+        pending.difference_update(done)
+        stopped: RunStopped | None = None
+        for future in done:
+            try:
+                self.record(future.result())
+            except RunStopped as error:
+                stopped = stopped or error
+        self.save_progress(force=not done)
+        if stopped is not None:
+            raise stopped
+
+    def drain(self, pending: set[Future]) -> None:
+        """After a stop: wait for batches already on the wire and remember what ServiceNow accepted."""
+        for future in pending:
+            if future.cancelled():
+                continue
+            try:
+                self.record(future.result())
+            except RunStopped:
+                pass
+        self.save_progress(force=True)
+
+    def record(self, outcome: BatchOutcome) -> None:
+        tally = self.tally[outcome.batch.data_type]
+        if outcome.accepted:
+            self.remember(outcome.batch.data_type, outcome.accepted)
+            tally["sent"] += len(outcome.accepted)
+            for action, count in Counter(item.action for item in outcome.accepted).items():
+                tally[action] += count  # new, changed, retired
+            self.import_set_ids[outcome.batch.data_type].extend(outcome.import_set_ids)
+        for items, error in outcome.failed:
+            tally["failed"] += len(items)
+            db.session.add(
+                ExportBatchFailure(
+                    run_id=self.run.id,
+                    data_type=outcome.batch.data_type,
+                    batch_number=outcome.batch.number,
+                    record_count=len(items),
+                    status_code=error.status,
+                    error_kind=str(error.kind),
+                    message=error.message,
+                    detail=error.detail,
+                    records_json=body_of(items).decode(),
+                )
+            )
+
+    def remember(self, data_type: str, accepted: list[planner.Planned]) -> None:
+        """Advance the differential state for records ServiceNow accepted (only these: nothing is lost)."""
+        ledger = self.ledgers[data_type]
+        ledger.release([item.source_id for item in accepted if item.action == planner.RETIRED])
+        ledger.hold([(item.source_id, item.content_hash) for item in accepted if item.action != planner.RETIRED])
+
+    def save_progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_progress = now
+        for data_type, tally in self.tally.items():
+            row = self.counts[data_type]
+            for name, value in tally.items():
+                setattr(row, name, value)
+        runs.heartbeat(self.run)
+        db.session.commit()
+
+    def read_back(self) -> None:
+        """ServiceNow-side counts of the import sets, where the instance answers; never fails the run. ServiceNow
+        transforms import sets after answering, so unfinished ones are asked again (waiting 2, 4, 8... seconds, at
+        most read_back_wait_seconds in all), then shown as unfinished."""
+        waits, wait = [], 2.0
+        while sum(waits) + wait <= self.config.read_back_wait_seconds:
+            waits.append(wait)
+            wait *= 2
+        for data_type, counts in self.counts.items():
+            ids = self.import_set_ids[data_type][:READ_BACK_IMPORT_SETS]
+            if not ids:
+                continue
+            runs: dict = {}
+            for wait_seconds in (0.0, *waits):
+                time.sleep(wait_seconds)
+                self.save_progress(force=True)  # a heartbeat while we wait
+                try:
+                    runs = self.client.import_set_runs(ids)
+                except ServiceNowError as error:
+                    log.info("could not read import set results from %s: %s", self.client.host, error.kind)
+                    runs = {}
+                    break
+                if sum(1 for r in runs.values() if r.state.startswith("complete")) == len(ids):
+                    break
+            if not runs:
+                continue
+            counts.sn_import_sets = len(self.import_set_ids[data_type])
+            counts.sn_import_sets_read = len(ids)
+            counts.sn_import_sets_complete = sum(1 for r in runs.values() if r.state.startswith("complete"))
+            counts.sn_inserts = sum(r.inserts for r in runs.values())
+            counts.sn_updates = sum(r.updates for r in runs.values())
+            counts.sn_ignored = sum(r.ignored for r in runs.values())
+            counts.sn_skipped = sum(r.skipped for r in runs.values())
+            counts.sn_errors = sum(r.errors for r in runs.values())
+        db.session.commit()
+
+
+def outcome_of(run: ExportRun) -> tuple[str, str]:
+    sent = sum(dt.sent for dt in run.data_types)
+    failed = sum(dt.failed for dt in run.data_types)
+    parts = [f"{registry_entry(dt.data_type).label}: {dt.sent} sent, {dt.failed} failed" for dt in run.data_types]
+    summary = "; ".join(parts) + "."
+    if failed == 0:
+        if sent == 0:
+            return (
+                runs.SUCCEEDED,
+                "Nothing to send: ServiceNow already has every record as it is in IT Asset Management.",
+            )
+        return runs.SUCCEEDED, f"All records were accepted by ServiceNow at {run.instance_url}. {summary}"
+    if sent == 0:
+        return (
+            runs.FAILED,
+            f"ServiceNow at {run.instance_url} accepted none of the batches. {summary} {_failure_hint(run)}",
+        )
+    return (
+        runs.PARTIALLY_SUCCEEDED,
+        f"Some batches were not accepted by ServiceNow at {run.instance_url}. {summary} {_failure_hint(run)}",
+    )
+
+
+def _failure_hint(run: ExportRun) -> str:
+    first = run.failed_batches[0] if run.failed_batches else None
+    if first is None:
+        return ""
+    return f"First failure: {first.message} See the export history for every failed batch and its records."
+
+
+@contextmanager
+def responsive_senders(interval: float = SENDER_SWITCH_INTERVAL):
+    """While this thread plans batches (CPU), a sender whose answer has arrived waits for the interpreter lock up to
+    the switch interval (5 ms by default): per request that is latency the instance never had. Shorten it."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def export_run(run_id: int, source: InventorySource | None = None, client=None) -> str:
+    """Claim a queued export run, run it to its end and return its status; every outcome is recorded on the run."""
+    run = runs.claim(run_id)
+    if run is None:
+        return "not claimed"
+    plugin = current_plugin()
+    try:
+        client = client or client_for(run.tenant_id)
+        if client.creds.instance_url != run.instance_url:
+            run.instance_url = client.creds.instance_url
+        exporter = Exporter(run, client, source or SqlInventorySource(), plugin.config)
+        with responsive_senders():
+            exporter.export()
+        exporter.read_back()
+        status, message = outcome_of(run)
+        runs.finish(run, status, message)
+    except (RunStopped, ServiceNowError) as stopped:
+        error = stopped.error if isinstance(stopped, RunStopped) else stopped
+        db.session.rollback()
+        run = db.session.get(ExportRun, run_id)
+        runs.finish(run, runs.FAILED, error.message, str(error.kind))
+    except Exception:
+        log.exception("export run %s failed unexpectedly", run_id)
+        db.session.rollback()
+        run = db.session.get(ExportRun, run_id)
+        runs.finish(run, runs.FAILED, runs.INTERNAL_ERROR, "internal")
+    finally:
+        if client is not None:
+            client.close()
+    return run.status

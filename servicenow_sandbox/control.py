@@ -1,0 +1,143 @@
+"""The sandbox's control endpoints under /sandbox/api/ for tests and the `sandbox-fault` command. No auth: the
+sandbox listens on loopback only; requests must be JSON, so a web page elsewhere cannot drive them with a form.
+
+POST /sandbox/api/faults, every key optional, applied in this order::
+
+    {"clear": true,                                   # remove every fault first
+     "latency_ms": 100,
+     "fail_next": {"count": 3, "status": 503, "message": null, "detail": null,
+                   "markup": false, "retry_after": null, "scope": "api"},   # scope: api | token | all
+     "drop_next": {"count": 2, "when": "before", "scope": "api"},           # when: before | after handling
+     "rate_limit": {"limit": 100, "window_seconds": 3600},                  # or null to remove
+     "revoke_tokens": {"user": "admin"} | {"token": "..."} | {"all": true},
+     "expire_tokens": {"user": "admin", "kind": "access"},                  # kind: access | refresh | all
+     "token_lifetimes": {"access_seconds": 1800, "refresh_seconds": 8640000, "rotate_refresh_tokens": false},
+     "max_payload_bytes": 10485760}
+    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit"}, "revoked": N, "expired": N}
+
+GET /sandbox/api/faults -> the "faults" object above. GET /sandbox/api/state[?wait_idle=SECONDS] -> counters
+(see SandboxState.snapshot). POST /sandbox/api/clients {"client_id", "client_secret", "name"}; POST
+/sandbox/api/refresh_tokens {"username", "password", "client_id"} -> {"refresh_token"}; POST /sandbox/api/reset.
+Errors: 400/415 {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Blueprint, Response, current_app, request
+
+from servicenow_sandbox.accounts import ClientRefused, GrantRefused, NotAdmin
+from servicenow_sandbox.errors import json_response
+from servicenow_sandbox.state import SandboxState
+
+bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox/api")
+
+
+def state() -> SandboxState:
+    return current_app.extensions["itam_sandbox"]
+
+
+def _problem(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def _body() -> Mapping[str, object] | Response:
+    if not request.is_json:
+        return _problem(415, "Send a JSON object with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, Mapping):
+        return _problem(400, "The body must be a JSON object")
+    return body
+
+
+@bp.get("/state")
+def get_state() -> Response:
+    wait = request.args.get("wait_idle", type=float)
+    if wait:
+        state().wait_idle(min(wait, 120.0))
+    return json_response(state().snapshot())
+
+
+@bp.get("/faults")
+def get_faults() -> Response:
+    return json_response(state().faults.snapshot())
+
+
+def _apply_tokens(sandbox: SandboxState, body: Mapping[str, object]) -> dict[str, int]:
+    done: dict[str, int] = {}
+    revoke = body.get("revoke_tokens")
+    if isinstance(revoke, Mapping):
+        done["revoked"] = sandbox.revoke_tokens(
+            user=revoke.get("user"), token=revoke.get("token"), everything=bool(revoke.get("all"))
+        )
+    elif revoke is not None:
+        raise ValueError("revoke_tokens must be {'user': NAME} or {'token': TOKEN} or {'all': true}")
+    expire = body.get("expire_tokens")
+    if isinstance(expire, Mapping):
+        done["expired"] = sandbox.expire_tokens(user=expire.get("user"), kind=str(expire.get("kind", "access")))
+    elif expire is not None:
+        raise ValueError("expire_tokens must be {'user': NAME, 'kind': 'access'|'refresh'|'all'}")
+    lifetimes = body.get("token_lifetimes")
+    if isinstance(lifetimes, Mapping):
+        sandbox.set_token_lifetimes(
+            lifetimes.get("access_seconds"), lifetimes.get("refresh_seconds"), lifetimes.get("rotate_refresh_tokens")
+        )
+    if "max_payload_bytes" in body:
+        sandbox.set_max_payload_bytes(int(body["max_payload_bytes"]))
+    return done
+
+
+@bp.post("/faults")
+def set_faults() -> Response:
+    """Apply faults and token changes (the body is described in this module's docstring)."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    sandbox = state()
+    try:
+        sandbox.faults.configure(body)
+        done = _apply_tokens(sandbox, body)
+    except (ValueError, TypeError) as error:
+        return _problem(400, str(error))
+    return json_response({"faults": sandbox.faults.snapshot(), **done})
+
+
+@bp.post("/clients")
+def add_client() -> Response:
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    try:
+        client = state().add_client(str(body.get("client_id", "")), body.get("client_secret"), body.get("name"))
+    except ValueError as error:
+        return _problem(400, str(error))
+    return json_response({"client_id": client.client_id, "client_secret": client.client_secret, "name": client.name})
+
+
+@bp.post("/refresh_tokens")
+def refresh_token() -> Response:
+    """What the Generate OAuth Token page does, for tests in another process: {username, password, client_id}."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    try:
+        token = state().generate_refresh_token(
+            str(body.get("username", "admin")), str(body.get("password", "admin")), body.get("client_id")
+        )
+    except GrantRefused:
+        return _problem(401, "Wrong user name or password")
+    except NotAdmin:
+        return _problem(403, "Only users with the admin role can generate an OAuth token")
+    except ClientRefused:
+        return _problem(404, "No such OAuth client")
+    return json_response({"refresh_token": token})
+
+
+@bp.post("/reset")
+def reset() -> Response:
+    """Forget imported records and import sets and clear the faults (users, clients and tokens stay)."""
+    sandbox = state()
+    sandbox.faults.clear()
+    sandbox.reset_data()
+    return json_response({"reset": True})

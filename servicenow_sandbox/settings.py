@@ -1,0 +1,52 @@
+"""Settings of one sandbox instance (token lifetimes, payload limit, seeded OAuth client); never read at import time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# The default OAuth client the sandbox registers, and the demo portal uses when the operator sets none.
+DEMO_CLIENT_ID = "itam-demo-client"
+DEMO_CLIENT_SECRET = "itam-demo-secret"
+
+
+ORPHAN_INSTALL_POLICIES = ("link_later", "error")
+CLIENT_ERROR_STYLES = ("servicenow", "rfc")
+
+
+@dataclass
+class SandboxSettings:
+    """What a sandbox is seeded with and how it behaves; mutable so tests can change lifetimes at run time."""
+
+    database: str | None = None  # SQLite file path; None keeps the state in memory
+    default_client_id: str = DEMO_CLIENT_ID
+    default_client_secret: str = field(default=DEMO_CLIENT_SECRET, repr=False)
+    access_token_seconds: float = 1800.0
+    refresh_token_seconds: float = 100 * 86400.0
+    rotate_refresh_tokens: bool = False
+    max_payload_bytes: int = 10 * 1024 * 1024
+    # An install whose computer has not arrived yet: inserted now and linked when the computer comes
+    # ("link_later"), or refused as an error row ("error").
+    orphan_installs: str = "link_later"
+    # ServiceNow answers a wrong client id/secret like any refused grant (401 server_error/access_denied);
+    # "rfc" answers 401 invalid_client instead, for clients that want to tell the two apart.
+    client_error_style: str = "servicenow"
+    insert_multiple_status: int = 201
+    default_page_size: int = 10000
+
+    def __post_init__(self) -> None:
+        if self.orphan_installs not in ORPHAN_INSTALL_POLICIES:
+            raise ValueError(f"orphan_installs must be one of {ORPHAN_INSTALL_POLICIES}, not {self.orphan_installs!r}")
+        if self.client_error_style not in CLIENT_ERROR_STYLES:
+            raise ValueError(f"client_error_style must be one of {CLIENT_ERROR_STYLES}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SandboxSettings:
+        """Settings whose default OAuth client comes from ITAM_SERVICENOW_CLIENT_ID/_SECRET, else the demo client."""
+        env = os.environ if env is None else env
+        client_id = env.get("ITAM_SERVICENOW_CLIENT_ID", "").strip() or DEMO_CLIENT_ID
+        client_secret = env.get("ITAM_SERVICENOW_CLIENT_SECRET", "").strip() or DEMO_CLIENT_SECRET
+        values: dict[str, object] = {"default_client_id": client_id, "default_client_secret": client_secret}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""The sandbox's SQLite database: one connection behind one lock, in memory or in a WAL file.
+
+It never builds SQL from client text: identifiers come from `schema` only, values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from servicenow_sandbox.schema import TABLES, Table
+
+INTERNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandbox_password (user_name TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sandbox_client (
+    client_id TEXT PRIMARY KEY, client_secret TEXT NOT NULL, name TEXT NOT NULL, created_on TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sandbox_token (
+    token_hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_name TEXT NOT NULL, client_id TEXT NOT NULL,
+    expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, parent_hash TEXT, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sandbox_token_user ON sandbox_token (user_name);
+CREATE TABLE IF NOT EXISTS sandbox_batch (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, import_set TEXT NOT NULL, staging_table TEXT NOT NULL,
+    payload TEXT NOT NULL, user_name TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending');
+CREATE TABLE IF NOT EXISTS sandbox_counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+INDEXED = ("u_source_id", "u_computer_source_id", "user_name", "sys_import_set", "set", "number")
+
+
+def new_sys_id() -> str:
+    """32 hex digits, like ServiceNow's sys_ids."""
+    return os.urandom(16).hex()
+
+
+def now_text() -> str:
+    """ServiceNow's date-time format, in UTC."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+_BLANK_ROWS: dict[str, dict[str, object]] = {}
+
+
+def _blank_row(table: Table) -> dict[str, object]:
+    blank = _BLANK_ROWS.get(table.name)
+    if blank is None:
+        blank = _BLANK_ROWS[table.name] = {c: (0 if table.is_integer(c) else "") for c in table.all_columns}
+    return blank
+
+
+class Store:
+    """Every read and write of sandbox data goes through here, serialised by `lock`."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        self._conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        if path:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self.lock:
+            self._conn.executescript(INTERNAL_SCHEMA)
+            for table in TABLES.values():
+                columns = ", ".join(
+                    f"{quoted(c)} {'INTEGER' if table.is_integer(c) else 'TEXT'} NOT NULL DEFAULT ''"
+                    if c != "sys_id"
+                    else '"sys_id" TEXT PRIMARY KEY'
+                    for c in table.all_columns
+                )
+                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {quoted(table.name)} ({columns})")
+                for column in INDEXED:
+                    if table.has(column):
+                        index = quoted(f"{table.name}__{column}")
+                        self._conn.execute(
+                            f"CREATE INDEX IF NOT EXISTS {index} ON {quoted(table.name)} ({quoted(column)})"
+                        )
+
+    def close(self) -> None:
+        with self.lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and one transaction; commit on success, roll back on any error."""
+        with self.lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[object] = ()) -> object:
+        rows = self.execute(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- records of schema tables -------------------------------------------------------------
+
+    @staticmethod
+    def complete_row(
+        table: Table, values: dict[str, object], user_name: str, stamp: str | None = None
+    ) -> dict[str, object]:
+        """A full row for table: system columns filled in, unknown keys dropped, missing ones empty."""
+        stamp = stamp or now_text()
+        row = _blank_row(table).copy()
+        row.update(
+            sys_id=new_sys_id(),
+            sys_class_name=table.name,
+            sys_created_on=stamp,
+            sys_created_by=user_name,
+            sys_updated_on=stamp,
+            sys_updated_by=user_name,
+        )
+        row.update({k: v for k, v in values.items() if table.has(k)})
+        return row
+
+    @staticmethod
+    def insert_rows(conn: sqlite3.Connection, table: Table, rows: Iterable[dict[str, object]]) -> None:
+        columns = table.all_columns
+        sql = (
+            f"INSERT INTO {quoted(table.name)} ({', '.join(quoted(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+
+    @staticmethod
+    def update_rows(conn: sqlite3.Connection, table: Table, columns: Sequence[str], rows: Iterable[dict]) -> None:
+        """Update the given columns of rows (matched by sys_id), bumping sys_mod_count."""
+        assignments = ", ".join(f"{quoted(c)} = ?" for c in columns)
+        sql = f'UPDATE {quoted(table.name)} SET {assignments}, "sys_mod_count" = "sys_mod_count" + 1 WHERE sys_id = ?'
+        conn.executemany(sql, [tuple(row[c] for c in columns) + (row["sys_id"],) for row in rows])
+
+    def insert(self, table: Table, values: dict[str, object], user_name: str = "system") -> dict[str, object]:
+        row = self.complete_row(table, values, user_name)
+        with self.transaction() as conn:
+            self.insert_rows(conn, table, [row])
+        return row
+
+    @staticmethod
+    def next_number(conn: sqlite3.Connection, prefix: str, start: int = 10001) -> str:
+        """ServiceNow-style record numbers: ISET0010001, ISET0010002, ..."""
+        row = conn.execute("SELECT value FROM sandbox_counter WHERE name = ?", (prefix,)).fetchone()
+        value = row[0] + 1 if row else start
+        conn.execute("INSERT OR REPLACE INTO sandbox_counter (name, value) VALUES (?, ?)", (prefix, value))
+        return f"{prefix}{value:07d}"
+
+    def select(
+        self,
+        table: Table,
+        where: str = "",
+        params: Sequence[object] = (),
+        order: str = "",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, object]]:
+        sql = f"SELECT * FROM {quoted(table.name)}"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order}" if order else " ORDER BY rowid"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params = (*params, limit, offset)
+        return [dict(row) for row in self.execute(sql, params)]
+
+    def count(self, table: Table, where: str = "", params: Sequence[object] = ()) -> int:
+        sql = f"SELECT COUNT(*) FROM {quoted(table.name)}" + (f" WHERE {where}" if where else "")
+        return int(self.scalar(sql, params) or 0)
+
+    def get(self, table: Table, sys_id: str) -> dict[str, object] | None:
+        rows = self.select(table, "sys_id = ?", (sys_id,))
+        return rows[0] if rows else None
+
+    def clear_records(self) -> None:
+        """Forget every imported record and import set; users, clients and tokens stay."""
+        with self.transaction() as conn:
+            for name in TABLES:
+                if name != "sys_user":
+                    conn.execute(f"DELETE FROM {quoted(name)}")
+            conn.execute("DELETE FROM sandbox_batch")
+            conn.execute("DELETE FROM sandbox_counter")
