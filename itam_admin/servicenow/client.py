@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,8 @@ IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "err
 IDS_PER_QUERY = 50
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_.]{0,79}")  # dot-walked names (user.user_name) included
+MAX_READ_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,45 @@ class ServiceNowClient:
             token_expires_at=token.expires_at,
             roles=_roles(row),
         )
+
+    def read_table(
+        self,
+        table: str,
+        query: dict[str, str] | str,
+        fields: Sequence[str],
+        limit: int = 1,
+        *,
+        what: str | None = None,
+    ) -> list[dict[str, str]]:
+        """Read up to `limit` rows of a Table API table, each as {field: text} (references as their sys_id).
+
+        `query` is either {field: value} (joined with `^`, every value checked by encoded_query_value) or an encoded
+        query the caller built from checked values. Errors are ServiceNowError as for every call (a 400 "Invalid
+        table" for a table the instance lacks, 403 for one the user may not read)."""
+        if not _TABLE_NAME.fullmatch(table):
+            raise ValueError(f"not a ServiceNow table name: {table!r}")
+        if not 1 <= limit <= MAX_READ_ROWS:
+            raise ValueError(f"limit must be between 1 and {MAX_READ_ROWS}: {limit!r}")
+        wanted = list(fields)
+        for name in [*wanted, *(query if isinstance(query, dict) else ())]:
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a ServiceNow field name: {name!r}")
+        if isinstance(query, dict):
+            query = "^".join(f"{name}={encoded_query_value(value)}" for name, value in query.items())
+        params = {
+            "sysparm_limit": str(limit),
+            "sysparm_fields": ",".join(wanted),
+            "sysparm_exclude_reference_link": "true",
+        }
+        if query:
+            params["sysparm_query"] = query
+        body = self._call("GET", f"/api/now/table/{table}", what=what or f"the {table} table", params=params)
+        rows = body.get("result") if isinstance(body, dict) else None
+        return [
+            {name: _text(row.get(name)) for name in wanted}
+            for row in (rows if isinstance(rows, list) else [])[:limit]
+            if isinstance(row, dict)
+        ]
 
     def insert_multiple(self, staging_table: str, body: bytes) -> ImportSetIds:
         """Send one batch (already-encoded JSON `{"records": [...]}`) to a staging table of the Import Set API."""
