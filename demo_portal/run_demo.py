@@ -15,7 +15,7 @@ from pathlib import Path
 
 from demo_portal.embedded_redis import start_redis_server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free(port: int) -> bool:
