@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("ITAM_DEMO", "1")
     env.setdefault("ITAM_INSTANCE_PATH", str(ROOT / "instance"))
     env.setdefault("FLASK_APP", "wsgi")
+    env.setdefault("ITAM_APP", "wsgi:app")  # the host app a plain `rq worker` would load (the plugin names none)
     Path(env["ITAM_INSTANCE_PATH"]).mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen] = []
 
