@@ -56,10 +56,12 @@ class ServiceNowSettings:
 
     @property
     def uses_custom_credentials(self) -> bool:
-        """Whether connections use the tenant's own OAuth client (the rule of `oauth_client`, on what is stored)."""
-        return oauth_client(self.use_custom_credentials, "id" * self.has_client_id, "s" * self.has_client_secret, "", "")[
-            2
-        ]
+        """Whether connections use the tenant's own OAuth client (`oauth_client`'s rule, on what is stored)."""
+        return oauth_client(self.use_custom_credentials, *self._stored_custom_client(), "", "")[2]
+
+    def _stored_custom_client(self) -> tuple[str, str]:
+        # Stand-ins for the stored (encrypted) values: the rule only asks whether each is there.
+        return ("stored" if self.has_client_id else "", "stored" if self.has_client_secret else "")
 
 
 @dataclass(frozen=True)
