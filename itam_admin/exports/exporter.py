@@ -99,7 +99,8 @@ class Exporter:
         self.counts = {dt.data_type: dt for dt in run.data_types}
         # Counted here per record and copied to the run's rows at each progress save: ORM attributes cost too much
         # to touch per record.
-        self.tally = {dt.data_type: dict.fromkeys(COUNTS, 0) for dt in run.data_types}
+        # Totals start as counted when the run was queued, so data types not begun yet do not read "0 of 0".
+        self.tally = {dt.data_type: {**dict.fromkeys(COUNTS, 0), "total": dt.total or 0} for dt in run.data_types}
         self.last_progress = 0.0
         self.batch_number = 0
         self.import_set_ids: dict[str, list[str]] = {data_type: [] for data_type in self.counts}
@@ -299,7 +300,8 @@ def _failure_hint(run: ExportRun) -> str:
     first = run.failed_batches[0] if run.failed_batches else None
     if first is None:
         return ""
-    return f"First failure: {first.message} See the export history for every failed batch and its records."
+    # The pages show ServiceNow's message of each failed batch and link the failed records' CSV beside this.
+    return f"First failure: {first.message}"
 
 
 @contextmanager
@@ -334,7 +336,8 @@ def export_run(run_id: int, source: InventorySource | None = None, client=None) 
         error = stopped.error if isinstance(stopped, RunStopped) else stopped
         db.session.rollback()
         run = db.session.get(ExportRun, run_id)
-        runs.finish(run, runs.FAILED, error.message, str(error.kind))
+        said = f" ServiceNow said: {error.detail[:500]}" if error.detail else ""  # what "ServiceNow's message" is
+        runs.finish(run, runs.FAILED, error.message + said, str(error.kind))
     except Exception:
         log.exception("export run %s failed unexpectedly", run_id)
         db.session.rollback()

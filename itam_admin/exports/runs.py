@@ -20,6 +20,7 @@ from itam_admin.db import db, utcnow
 from itam_admin.exports import job_queue, outage
 from itam_admin.exports.models import ExportRun, ExportRunDataType
 from itam_admin.identity import Identity
+from itam_admin.inventory.source import SqlInventorySource
 from itam_admin.settings.store import load_settings
 
 QUEUED, RUNNING = "queued", "running"
@@ -84,8 +85,11 @@ def create_run(tenant_id: str, trigger: str, actor: Identity | None, full: bool,
         data_types_requested=[t for t in DATA_TYPE_NAMES if t in settings.export_data_types],
         week=week,
     )
+    source = SqlInventorySource()
     for position, data_type in enumerate(run.data_types_requested):
-        run.data_types.append(ExportRunDataType(data_type=data_type, position=position))
+        # Counted now (one indexed count each) so a queued run shows what it will go through, not "0 of 0".
+        total = source.count(tenant_id, data_type)
+        run.data_types.append(ExportRunDataType(data_type=data_type, position=position, total=total))
     db.session.add(run)
     try:
         db.session.commit()
