@@ -109,13 +109,17 @@ def insert_multiple(staging_table: str) -> Response:
     parsed = _import_body(staging_table)
     if isinstance(parsed, Response):
         return parsed
-    body, text = parsed
+    body, _ = parsed
     records = body.get("records") if isinstance(body, dict) else None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         return errors.bad_request("Exception while reading request", 'The body must be {"records": [{...}, ...]}')
     state().metrics.batch_received(staging_table, len(records))
     answer = state().imports.accept_batch(
-        staging_table, text, g.caller.user_name, request.args.get("multi_import_set_id")
+        staging_table,
+        records,
+        g.caller.user_name,
+        request.args.get("multi_import_set_id"),
+        request.args.get("run_after", "").strip() or None,
     )
     return errors.json_response(answer, state().settings.insert_multiple_status)
 

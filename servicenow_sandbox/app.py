@@ -15,7 +15,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from servicenow_sandbox import api, control, errors, oauth, pages, tables
-from servicenow_sandbox.faults import MARKUP, Failure
+from servicenow_sandbox.faults import MARKUP, Answer, Failure
 from servicenow_sandbox.httpd import DropConnection
 from servicenow_sandbox.settings import SandboxSettings
 from servicenow_sandbox.state import SandboxState
@@ -55,8 +55,21 @@ def _failure_response(failure: Failure, kind: str):
     return errors.api_error(failure.status, message, detail, headers)
 
 
+def _odd_answer(answer: Answer, environ: dict):
+    """The answer of a fault that replaces the real one (hibernation page, login redirect, full queue)."""
+    if answer.kind == "hibernating":
+        return errors.hibernating()
+    if answer.kind.startswith("quota_cancel"):  # status 500: cancelled while queued, so it never ran
+        return errors.api_error(500, errors.QUOTA_MESSAGE, errors.QUOTA_DETAIL)
+    if answer.kind == "login_redirect":
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        return errors.login_redirect(f"{environ['wsgi.url_scheme']}://{host}")
+    return errors.too_many_requests()
+
+
 class WireMiddleware:
-    """Applies faults in the order a real network shows them: drop, latency, failure; then times the handling."""
+    """Applies faults in the order a real network shows them: drop, latency, odd answer or failure; then times the
+    handling. A quota cancellation lets the request run and then spoils its answer."""
 
     def __init__(self, app, sandbox: SandboxState) -> None:
         self.app = app
@@ -66,7 +79,7 @@ class WireMiddleware:
         environ["PATH_INFO"] = VERSIONED.sub("/api/now/", environ.get("PATH_INFO", ""))
         kind = request_kind(environ["PATH_INFO"])
         faults, metrics = self.sandbox.faults, self.sandbox.metrics
-        drop = failure = None
+        drop = failure = answer = None
         if kind in ("api", "token"):
             drop = faults.take_drop(kind)
             if drop == "before":
@@ -75,18 +88,25 @@ class WireMiddleware:
                 raise DropConnection("dropped by the sandbox before handling")
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000)
-            failure = faults.take_failure(kind)
+            answer = faults.take_answer(kind)
+            failure = faults.take_failure(kind) if answer is None else None
         started = time.perf_counter()
         status_holder: list[int] = [0]
+        held_headers: list = []  # a spoiled answer's headers, sent once its body is known
+        spoiled = answer is not None and answer.kind.startswith("quota_cancel") and answer.status == 200
 
         def recording_start_response(status: str, headers, exc_info=None):
+            if spoiled:  # the status and length change once the body is spoiled; see below
+                held_headers[:] = headers
+                return lambda data: None
             status_holder[0] = int(status.split(" ", 1)[0])
             return start_response(status, headers, exc_info) if drop != "after" else (lambda data: None)
 
-        if failure is not None:
+        if failure is not None or (answer is not None and not spoiled):
             metrics.fault_applied("failed_on_purpose")
             _drain(environ)
-            body = list(_failure_response(failure, kind)(environ, recording_start_response))
+            made = _failure_response(failure, kind) if failure is not None else _odd_answer(answer, environ)
+            body = list(made(environ, recording_start_response))
         else:
             result = self.app(environ, recording_start_response)
             try:
@@ -94,6 +114,13 @@ class WireMiddleware:
             finally:
                 if hasattr(result, "close"):
                     result.close()
+        if spoiled:
+            metrics.fault_applied("failed_on_purpose")
+            body = [errors.quota_cancelled(b"".join(body), answer.kind == "quota_cancel_malformed")]
+            headers = [(name, value) for name, value in held_headers if name.lower() != "content-length"]
+            status_holder[0] = 200
+            if drop != "after":
+                start_response("200 OK", headers)
         metrics.request_done(kind, status_holder[0], time.perf_counter() - started)
         if drop == "after":
             metrics.fault_applied("dropped")

@@ -63,6 +63,20 @@ def _default_database() -> str:
 @click.option("--rotate-refresh-tokens", is_flag=True, help="Refresh grants return a new refresh token.")
 @click.option("--max-payload-mb", type=click.FloatRange(0.001), help="Request body limit (413 past it) [default: 10].")
 @click.option("--orphan-installs", type=click.Choice(["link_later", "error"]), default="link_later", show_default=True)
+@click.option(
+    "--transform-seconds",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    help="How long each import set's asynchronous transform takes (import sets overlap).",
+)
+@click.option(
+    "--transform-jitter",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Spread of each transform time (0.5: 0.5x to 1.5x), so import sets may finish out of order.",
+)
 @click.option("--tls", is_flag=True, help="Serve https with a throwaway self-signed certificate.")
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
 def sandbox_command(
@@ -78,6 +92,8 @@ def sandbox_command(
     rotate_refresh_tokens: bool,
     max_payload_mb: float | None,
     orphan_installs: str,
+    transform_seconds: float,
+    transform_jitter: float,
     tls: bool,
     access_log: bool,
 ) -> None:
@@ -93,7 +109,12 @@ def sandbox_command(
     database = None if memory else (db_path or _default_database())
     if database:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    overrides: dict[str, object] = {"database": database, "orphan_installs": orphan_installs}
+    overrides: dict[str, object] = {
+        "database": database,
+        "orphan_installs": orphan_installs,
+        "transform_seconds": transform_seconds,
+        "transform_jitter": transform_jitter,
+    }
     if access_token_seconds:
         overrides["access_token_seconds"] = access_token_seconds
     if refresh_token_seconds:
@@ -118,6 +139,7 @@ def sandbox_command(
         click.echo(f"ServiceNow sandbox listening on {running.url}", err=False)
         click.echo(f"  state: {database or 'memory'}; users admin/admin, itil/itil", err=True)
         click.echo(f"  default OAuth client: {running.state.settings.default_client_id}", err=True)
+        click.echo(f"  transforms: {transform_seconds:g} s per import set (jitter {transform_jitter:g})", err=True)
         click.echo(f"  Generate OAuth Token: {running.url}/oauth_token_generator.do", err=True)
 
     serve(server, announce)
@@ -147,6 +169,17 @@ def _post(url: str, payload: dict) -> dict:
 @click.option("--revoke-all", is_flag=True, help="Revoke every token.")
 @click.option("--expire-tokens", metavar="USER", help="Expire USER's access tokens now.")
 @click.option("--rate-limit", metavar="N/SECONDS", help="Rate limit API requests; 'off' removes it.")
+@click.option("--quota-cancel", type=click.IntRange(1), help="Next N requests: 200 with the quota error appended.")
+@click.option("--malformed", is_flag=True, help="... and the real answer cut off before it (KB1297438).")
+@click.option("--hibernate", type=click.IntRange(1), help="Next N requests: the hibernation page (HTML, 200).")
+@click.option("--login-redirect", type=click.IntRange(1), help="Next N requests: 302 to the login page.")
+@click.option("--too-many-requests", type=click.IntRange(1), help="Next N requests: 429 without Retry-After.")
+@click.option("--reject-every", type=click.IntRange(1), help="The transform rejects every Nth row from now on.")
+@click.option("--reject-source-id", "reject_source_ids", multiple=True, metavar="ID", help="... or these rows.")
+@click.option("--reject-comment", help="The sys_import_state_comment of rejected rows.")
+@click.option("--no-rejects", is_flag=True, help="The transform rejects no row any more.")
+@click.option("--hold-transforms/--release-transforms", default=None, help="Stop (or resume) transforming.")
+@click.option("--transform-seconds", type=click.FloatRange(0), help="Transform time per import set from now on.")
 @click.option("--clear", is_flag=True, help="Remove every fault first.")
 def sandbox_fault_command(
     url: str,
@@ -162,10 +195,41 @@ def sandbox_fault_command(
     revoke_all: bool,
     expire_tokens: str | None,
     rate_limit: str | None,
+    quota_cancel: int | None,
+    malformed: bool,
+    hibernate: int | None,
+    login_redirect: int | None,
+    too_many_requests: int | None,
+    reject_every: int | None,
+    reject_source_ids: tuple[str, ...],
+    reject_comment: str | None,
+    no_rejects: bool,
+    hold_transforms: bool | None,
+    transform_seconds: float | None,
     clear: bool,
 ) -> None:
     """Tell a running sandbox to misbehave; prints the faults now in force (JSON)."""
     payload: dict[str, object] = {"clear": clear}
+    if quota_cancel:
+        payload["quota_cancel_next"] = {"count": quota_cancel, "malformed": malformed, "scope": scope}
+    for key, count in (
+        ("hibernate_next", hibernate),
+        ("login_redirect_next", login_redirect),
+        ("too_many_requests_next", too_many_requests),
+    ):
+        if count:
+            payload[key] = {"count": count, "scope": scope}
+    if reject_every or reject_source_ids:
+        rule: dict[str, object] = {"every": reject_every, "source_ids": list(reject_source_ids)}
+        if reject_comment:
+            rule["comment"] = reject_comment
+        payload["reject_rows"] = rule
+    elif no_rejects:
+        payload["reject_rows"] = None
+    if hold_transforms is not None:
+        payload["hold_transforms"] = hold_transforms
+    if transform_seconds is not None:
+        payload["transform_seconds"] = transform_seconds
     if fail_next:
         payload["fail_next"] = {"count": fail_next, "status": status, "markup": markup, "scope": scope}
         if retry_after is not None:

@@ -9,16 +9,25 @@ POST /sandbox/api/faults, every key optional, applied in this order::
                    "markup": false, "retry_after": null, "scope": "api"},   # scope: api | token | all
      "drop_next": {"count": 2, "when": "before", "scope": "api"},           # when: before | after handling
      "rate_limit": {"limit": 100, "window_seconds": 3600},                  # or null to remove
+     "quota_cancel_next": {"count": 1, "malformed": false, "status": 200, "scope": "api"},  # KB1297438
+     "hibernate_next": {"count": 1, "scope": "all"},                        # HTML page, HTTP 200
+     "login_redirect_next": {"count": 1, "scope": "all"},                   # 302 to /login.do
+     "too_many_requests_next": {"count": 1, "scope": "api"},                # 429 without Retry-After
+     "reject_rows": {"every": 15, "source_ids": ["acme:7"], "comment": "...", "staging_table": null},  # or null
+     "hold_transforms": true,                                               # false releases them
+     "transform_seconds": 2.0 | {"seconds": 2.0, "table": "u_itam_hardware_inventory", "jitter": 0.5},
      "revoke_tokens": {"user": "admin"} | {"token": "..."} | {"all": true},
      "expire_tokens": {"user": "admin", "kind": "access"},                  # kind: access | refresh | all
      "token_lifetimes": {"access_seconds": 1800, "refresh_seconds": 8640000, "rotate_refresh_tokens": false},
      "max_payload_bytes": 10485760}
-    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit"}, "revoked": N, "expired": N}
+    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit", "answers", "reject_rows"},
+        "revoked": N, "expired": N}
 
 GET /sandbox/api/faults -> the "faults" object above. GET /sandbox/api/state[?wait_idle=SECONDS] -> counters
 (see SandboxState.snapshot). POST /sandbox/api/clients {"client_id", "client_secret", "name"}; POST
-/sandbox/api/refresh_tokens {"username", "password", "client_id"} -> {"refresh_token"}; POST /sandbox/api/reset.
-Errors: 400/415 {"error": "..."}.
+/sandbox/api/refresh_tokens {"username", "password", "client_id"} -> {"refresh_token"}; POST /sandbox/api/records
+{"table": "cmdb_ci_computer", "records": [{"name": ..., "serial_number": ...}]} -> {"records": [{"sys_id", ...}]}
+(records another source wrote); POST /sandbox/api/reset. Errors: 400/415 {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -85,6 +94,21 @@ def _apply_tokens(sandbox: SandboxState, body: Mapping[str, object]) -> dict[str
         )
     if "max_payload_bytes" in body:
         sandbox.set_max_payload_bytes(int(body["max_payload_bytes"]))
+    if "hold_transforms" in body:
+        if body["hold_transforms"]:
+            sandbox.hold_transforms()
+        else:
+            sandbox.release_transforms()
+    timing = body.get("transform_seconds")
+    if isinstance(timing, Mapping):
+        seconds, jitter = timing.get("seconds"), timing.get("jitter")
+        sandbox.set_transform_seconds(
+            float(seconds) if seconds is not None else None,
+            table=timing.get("table"),
+            jitter=float(jitter) if jitter is not None else None,
+        )
+    elif timing is not None:
+        sandbox.set_transform_seconds(float(timing))
     return done
 
 
@@ -132,6 +156,22 @@ def refresh_token() -> Response:
     except ClientRefused:
         return _problem(404, "No such OAuth client")
     return json_response({"refresh_token": token})
+
+
+@bp.post("/records")
+def add_records() -> Response:
+    """Records another source put straight into a table: {"table": NAME, "records": [{column: value}, ...]}."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    records = body.get("records")
+    if not isinstance(records, list) or not all(isinstance(record, Mapping) for record in records):
+        return _problem(400, "records must be a list of objects")
+    try:
+        rows = state().add_records(str(body.get("table", "")), [dict(record) for record in records])
+    except (KeyError, ValueError) as error:
+        return _problem(400, str(error).strip("'\""))
+    return json_response({"records": rows})
 
 
 @bp.post("/reset")

@@ -42,6 +42,49 @@ def payload_too_large(limit: int) -> Response:
     return api_error(413, "Request entity too large", f"The request body exceeds the limit of {limit} bytes")
 
 
+# KB1297438 (ServiceNow support): a REST transaction cancelled by a transaction quota rule "will send the following
+# at the end of the HTTP response body", HTTP 200 when it ran (even partly), 500 when it was still queued.
+QUOTA_MESSAGE = "Transaction cancelled: maximum execution time exceeded"
+QUOTA_DETAIL = (
+    f"{QUOTA_MESSAGE} Check logs for error trace or enable glide.rest.debug property to verify REST request processing"
+)
+
+
+def quota_cancelled(body: bytes, malformed: bool) -> bytes:
+    """What a quota-cancelled answer carries: the real body with ServiceNow's error object after it, or (malformed)
+    the real body cut off mid-way and the KB's error fragment after it, as a cancelled transmission shows."""
+    if malformed:
+        fragment = f'"error": {{"message": "{QUOTA_MESSAGE}","detail": "{QUOTA_DETAIL}"}},"status": "failure"}}'
+        return body[: len(body) // 2] + fragment.encode()
+    error = {"error": {"message": QUOTA_MESSAGE, "detail": QUOTA_DETAIL}, "status": "failure"}
+    return body + json.dumps(error, separators=(",", ":")).encode()
+
+
+HIBERNATING_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Instance Hibernating page</title></head>
+<body><main>
+<h1>Your instance is hibernating</h1>
+<p>Developer instances hibernate when they are not used. Sign in to the developer site to wake this instance up;
+waking takes a few minutes.</p>
+</main></body></html>
+"""
+
+
+def hibernating() -> Response:
+    """A hibernating developer instance answers every URL, REST ones too, with an HTML page and HTTP 200."""
+    return Response(HIBERNATING_PAGE, 200, content_type="text/html;charset=UTF-8")
+
+
+def login_redirect(base_url: str) -> Response:
+    """302 to the instance's login page, as a login wall (SSO, a portal) in front of the API answers."""
+    return Response("", 302, {"Location": f"{base_url}/login.do"}, content_type="text/html;charset=UTF-8")
+
+
+def too_many_requests() -> Response:
+    """429 from a full request queue: no Retry-After and no X-RateLimit-* headers (unlike a rate limit rule)."""
+    return api_error(429, "Too Many Requests", "The maximum number of requests in the queue was reached")
+
+
 def rate_limited(limit: int, headers: dict[str, str]) -> Response:
     return api_error(
         429, "Rate limit exceeded", f"Rate limit of {limit} requests per hour for REST API exceeded", headers

@@ -1,6 +1,7 @@
-"""Injectable faults (latency, failing or dropped requests) and ServiceNow-like rate limits, thread-safe.
+"""Injectable faults (latency, failing or dropped requests, ServiceNow's odd answers, rows the transform rejects)
+and ServiceNow-like rate limits, thread-safe.
 
-Faults touch only the wire endpoints (`api`: /api/..., `token`: the OAuth endpoints), never the sandbox's own
+Wire faults touch only the wire endpoints (`api`: /api/..., `token`: the OAuth endpoints), never the sandbox's own
 pages or control endpoints, so a test can always reach the controls.
 """
 
@@ -9,12 +10,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 SCOPES = ("api", "token", "all")
 MARKUP = '<b>bold</b> <script>alert("sandbox")</script> & <i>more</i>'
 RATE_LIMIT_RULE = "5a1d0bce0a0a0b6b00d0000000000001"
+# Answers that are not ServiceNow's error body (see errors.py for their exact text):
+#   quota_cancel            HTTP 200 (or 500), the normal body with the quota error object appended (KB1297438)
+#   quota_cancel_malformed  the same, the normal body cut off mid-way and the error fragment after it
+#   hibernating             HTTP 200 with the HTML page of a hibernating developer instance
+#   login_redirect          HTTP 302 to the instance's login page (an SSO or login wall in front of the API)
+#   too_many_requests       HTTP 429 without Retry-After or X-RateLimit-* (a full request queue, KB1297438)
+ANSWER_KINDS = ("quota_cancel", "quota_cancel_malformed", "hibernating", "login_redirect", "too_many_requests")
+DEFAULT_REJECT_COMMENT = "Row rejected by the transform (injected by the ServiceNow sandbox)"
 
 
 @dataclass
@@ -33,6 +42,27 @@ class Drop:
     remaining: int
     when: str = "before"  # "before": the request is not handled; "after": handled, then the answer is lost
     scope: str = "api"
+
+
+@dataclass
+class Answer:
+    kind: str
+    remaining: int
+    scope: str = "api"
+    status: int = 200
+
+
+@dataclass
+class RowRejection:
+    """Which staged rows the transform rejects: every Nth row it transforms (counted per rule), and/or the rows
+    with these source ids; optionally only in one staging table."""
+
+    every: int | None
+    source_ids: frozenset[str]
+    comment: str
+    staging_table: str | None = None
+    seen: int = 0
+    rejected: int = 0
 
 
 @dataclass
@@ -82,6 +112,8 @@ class Faults:
         self._failure: Failure | None = None
         self._drop: Drop | None = None
         self._rate: RateLimit | None = None
+        self._answers: list[Answer] = []
+        self._rejection: RowRejection | None = None
 
     def set_latency(self, ms: float) -> None:
         if ms < 0:
@@ -124,11 +156,70 @@ class Faults:
         with self._lock:
             self._rate = None
 
+    def answer_next(self, kind: str, count: int = 1, *, scope: str = "api", status: int | None = None) -> None:
+        """The next ``count`` requests in scope get the odd answer ``kind`` (one of ANSWER_KINDS) instead of, or
+        (quota kinds) on top of, the real one. Several kinds may wait at once; the first in scope wins."""
+        if kind not in ANSWER_KINDS:
+            raise ValueError(f"kind must be one of {ANSWER_KINDS}, not {kind!r}")
+        if int(count) < 1:
+            raise ValueError("count must be >= 1")
+        default = {"login_redirect": 302, "too_many_requests": 429}.get(kind, 200)
+        answer = Answer(kind, int(count), _check_scope(scope), int(status) if status is not None else default)
+        if kind.startswith("quota_cancel") and answer.status not in (200, 500):
+            raise ValueError("a quota cancellation answers 200 (ran, then cancelled) or 500 (cancelled while queued)")
+        with self._lock:
+            self._answers = [a for a in self._answers if a.kind != kind] + [answer]
+
+    def quota_cancel_next(self, count: int = 1, *, malformed: bool = False, status: int = 200, scope: str = "api"):
+        """The next ``count`` requests are handled, then cancelled by a transaction quota rule: HTTP 200 whose body
+        is the real answer followed by ServiceNow's error object, or (malformed) the real answer cut off and the
+        error fragment after it (KB1297438). status=500: cancelled while queued. What the request wrote stays."""
+        self.answer_next("quota_cancel_malformed" if malformed else "quota_cancel", count, scope=scope, status=status)
+
+    def hibernate_next(self, count: int = 1, *, scope: str = "all") -> None:
+        """The next ``count`` requests get the hibernating instance's HTML page with HTTP 200 (not handled)."""
+        self.answer_next("hibernating", count, scope=scope)
+
+    def redirect_to_login_next(self, count: int = 1, *, scope: str = "all") -> None:
+        """The next ``count`` requests get a 302 to the instance's login page (not handled)."""
+        self.answer_next("login_redirect", count, scope=scope)
+
+    def too_many_requests_next(self, count: int = 1, *, scope: str = "api") -> None:
+        """The next ``count`` requests get 429 without Retry-After: a full request queue (not handled)."""
+        self.answer_next("too_many_requests", count, scope=scope)
+
+    def reject_rows(
+        self,
+        *,
+        every: int | None = None,
+        source_ids: Iterable[str] | None = None,
+        comment: str = DEFAULT_REJECT_COMMENT,
+        staging_table: str | None = None,
+    ) -> None:
+        """From now on the transform rejects every ``every``-th row it transforms and/or the rows whose
+        u_source_id is in ``source_ids``: they end ``sys_import_state=error`` with ``comment`` as their
+        sys_import_state_comment and count in the run's errors. Replaces an earlier rule; clear_rejections()
+        or clear() ends it."""
+        ids = frozenset(str(source_id) for source_id in (source_ids or ()))
+        if every is None and not ids:
+            raise ValueError("reject_rows needs every=N or source_ids=[...]")
+        if every is not None and int(every) < 1:
+            raise ValueError("every must be >= 1")
+        if not str(comment).strip():
+            raise ValueError("a rejected row needs a comment")
+        with self._lock:
+            self._rejection = RowRejection(int(every) if every is not None else None, ids, str(comment), staging_table)
+
+    def clear_rejections(self) -> None:
+        with self._lock:
+            self._rejection = None
+
     def clear(self) -> None:
-        """No latency, no pending failures or drops, no rate limit."""
+        """No latency, no pending failures, drops or odd answers, no rate limit, no rejected rows."""
         with self._lock:
             self.latency_ms = 0.0
-            self._failure = self._drop = self._rate = None
+            self._failure = self._drop = self._rate = self._rejection = None
+            self._answers = []
 
     # -- used by the request path --------------------------------------------------------------
 
@@ -152,6 +243,28 @@ class Faults:
                 self._failure = None
             return failure
 
+    def take_answer(self, kind: str) -> Answer | None:
+        with self._lock:
+            for answer in self._answers:
+                if _in_scope(answer.scope, kind):
+                    answer.remaining -= 1
+                    if answer.remaining <= 0:
+                        self._answers.remove(answer)
+                    return replace(answer)
+            return None
+
+    def rejection_for(self, staging_table: str, source_id: str) -> str | None:
+        """Called by the transform once per row, in order: the comment to reject this row with, or None."""
+        with self._lock:
+            rule = self._rejection
+            if rule is None or (rule.staging_table is not None and rule.staging_table != staging_table):
+                return None
+            rule.seen += 1
+            if source_id in rule.source_ids or (rule.every is not None and rule.seen % rule.every == 0):
+                rule.rejected += 1
+                return rule.comment
+            return None
+
     def check_rate(self, user_name: str) -> RateDecision | None:
         with self._lock:
             rate = self._rate
@@ -173,11 +286,23 @@ class Faults:
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             rate = self._rate
+            rejection = self._rejection
             return {
                 "latency_ms": self.latency_ms,
                 "fail_next": asdict(self._failure) if self._failure else None,
                 "drop_next": asdict(self._drop) if self._drop else None,
                 "rate_limit": {"limit": rate.limit, "window_seconds": rate.window_seconds} if rate else None,
+                "answers": [asdict(answer) for answer in self._answers],
+                "reject_rows": {
+                    "every": rejection.every,
+                    "source_ids": sorted(rejection.source_ids),
+                    "comment": rejection.comment,
+                    "staging_table": rejection.staging_table,
+                    "rows_seen": rejection.seen,
+                    "rows_rejected": rejection.rejected,
+                }
+                if rejection
+                else None,
             }
 
     def configure(self, changes: Mapping[str, object]) -> None:
@@ -204,9 +329,43 @@ class Faults:
                 self.set_rate_limit(int(rate.get("limit", 0)), float(rate.get("window_seconds", 3600)))
             else:
                 raise ValueError("rate_limit must be null or {'limit': N, 'window_seconds': S}")
+        for key, kind in _ANSWER_KEYS.items():
+            value = changes.get(key)
+            if isinstance(value, Mapping):
+                if kind == "quota_cancel" and value.get("malformed"):
+                    kind = "quota_cancel_malformed"
+                status = value.get("status")
+                self.answer_next(
+                    kind,
+                    int(value.get("count", 1)),
+                    scope=str(value.get("scope", "api" if kind.startswith(("quota", "too_many")) else "all")),
+                    status=int(status) if status is not None else None,
+                )
+            elif value is not None:
+                raise ValueError(f"{key} must be an object like {{'count': 1}}")
+        if "reject_rows" in changes:
+            rule = changes["reject_rows"]
+            if rule is None:
+                self.clear_rejections()
+            elif isinstance(rule, Mapping):
+                every = rule.get("every")
+                self.reject_rows(
+                    every=int(every) if every is not None else None,
+                    source_ids=[str(s) for s in rule.get("source_ids") or ()],
+                    comment=str(rule.get("comment") or DEFAULT_REJECT_COMMENT),
+                    staging_table=rule.get("staging_table"),
+                )
+            else:
+                raise ValueError("reject_rows must be null or {'every': N, 'source_ids': [...], 'comment': '...'}")
 
 
 _FAIL_OPTIONS = ("message", "detail", "markup", "retry_after", "scope")
+_ANSWER_KEYS = {
+    "quota_cancel_next": "quota_cancel",
+    "hibernate_next": "hibernating",
+    "login_redirect_next": "login_redirect",
+    "too_many_requests_next": "too_many_requests",
+}
 
 
 def _options(values: Mapping[str, object], names: tuple[str, ...]) -> dict[str, object]:

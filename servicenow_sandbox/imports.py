@@ -1,65 +1,133 @@
-"""Import sets: a batch is stored as it arrives and transformed by one background worker, in arrival order.
+"""Import sets: insertMultiple stages its rows (`sys_import_state=pending`) as it arrives and answers at once; a
+scheduler transforms each import set later, as ServiceNow's asynchronous transforms do.
 
-The request path only records the batch (a few inserts), so it answers in milliseconds; the worker never
-answers HTTP and never loses a stored batch (a file database re-queues unfinished batches at start).
+Timing follows ServiceNow, not one worker's queue: an import set's transform starts when it arrives (or, with
+`run_after`, when the named import set finished) and takes `transform_seconds`; import sets in flight overlap, so
+they transform concurrently and finish in the order their times give, not the order they came in. Only the writes
+at the end of each transform are applied one at a time, so coalescing on u_source_id stays exact. The request path
+never transforms; the scheduler never answers HTTP and never loses a staged import set (a file database re-queues
+unfinished ones at start).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
+import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from servicenow_sandbox.faults import Faults
 from servicenow_sandbox.schema import TABLES, TRANSFORM_MAPS
 from servicenow_sandbox.settings import SandboxSettings
 from servicenow_sandbox.store import Store, now_text
-from servicenow_sandbox.transform import RowResult, apply, plan
+from servicenow_sandbox.transform import RowResult, apply, as_text, plan
 
 log = logging.getLogger(__name__)
 STATES = ("inserted", "updated", "ignored", "skipped", "error")
 
 
+@dataclass
+class Job:
+    """One import set waiting for, or in, its asynchronous transform."""
+
+    job_id: int
+    import_set_id: str
+    staging_table: str
+    user_name: str
+    run_after: str
+    seconds: float
+    started_at: float | None = None
+    run_id: str = ""
+
+    @property
+    def due_at(self) -> float | None:
+        return None if self.started_at is None else self.started_at + self.seconds
+
+
 class ImportService:
-    def __init__(self, store: Store, settings: SandboxSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: SandboxSettings,
+        faults: Faults,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.settings = settings
-        self._queue: queue.Queue[int | None] = queue.Queue()
-        self._idle = threading.Condition()
-        self._pending = 0
+        self.faults = faults
+        self.clock = clock
+        self._jobs: dict[int, Job] = {}  # in arrival order
+        self._changed = threading.Condition()
+        self._held = False
+        self._stopping = False
         self._thread: threading.Thread | None = None
-        self._transforming = threading.Lock()  # one transform at a time, so a plan is applied before the next
-        self.transform_seconds = 0.0
+        self._transforming = threading.Lock()  # one set's writes at a time, so a plan is applied before the next
+        self._random = random.Random()
+        self.work_seconds = 0.0  # time spent computing and writing transforms (the configured waits excluded)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        for row in self.store.execute("SELECT id FROM sandbox_batch WHERE state = 'pending' ORDER BY id"):
-            self._enqueue(row[0])
-        self._thread = threading.Thread(target=self._work, name="sandbox-transform", daemon=True)
+        for row in self.store.execute("SELECT * FROM sandbox_job WHERE state = 'pending' ORDER BY id"):
+            self._add_job(row["id"], row["import_set"], row["staging_table"], row["user_name"], row["run_after"])
+        self._thread = threading.Thread(target=self._schedule, name="sandbox-transform", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop transforming; staged import sets stay pending (a file database transforms them after a restart)."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
         if self._thread is not None:
-            self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
 
-    def _enqueue(self, batch_id: int) -> None:
-        with self._idle:
-            self._pending += 1
-        self._queue.put(batch_id)
+    def _add_job(self, job_id: int, import_set_id: str, staging: str, user: str, run_after: str) -> None:
+        seconds = self.settings.transform_seconds_for(staging)
+        jitter = self.settings.transform_jitter
+        if seconds and jitter:
+            seconds *= self._random.uniform(1 - jitter, 1 + jitter)
+        with self._changed:
+            self._jobs[job_id] = Job(job_id, import_set_id, staging, user, run_after, seconds)
+            self._changed.notify_all()
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Import sets not transformed yet (waiting, held or in their transform time)."""
+        with self._changed:
+            return len(self._jobs)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until every received batch is transformed; False when timeout passed first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every staged import set is transformed; False when timeout passed first (or transforms are
+        held)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._jobs, timeout)
+
+    def hold(self) -> None:
+        """From now on no transform starts or finishes: import sets stay pending until release()."""
+        with self._changed:
+            self._held = True
+
+    def release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def discard_all(self, delete: Callable[[], None]) -> None:
+        """Drop every waiting transform and run ``delete`` (which removes their import sets) while no transform
+        writes, so nothing transformed before the reset lands after it."""
+        with self._transforming:
+            with self._changed:
+                self._jobs.clear()
+                self._changed.notify_all()
+            delete()
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -74,7 +142,7 @@ class ImportService:
         values = {
             "number": Store.next_number(conn, "ISET"),
             "table_name": staging_table,
-            "state": "loading" if mode == "asynchronous" else "processed",
+            "state": "loading",
             "mode": mode,
             "multi_import_set": multi_id,
         }
@@ -82,16 +150,40 @@ class ImportService:
         Store.insert_rows(conn, TABLES["sys_import_set"], [import_set])
         return import_set, multi_id
 
-    def accept_batch(self, staging_table: str, payload: str, user_name: str, multi_id: str | None = None) -> dict:
-        """Store an insertMultiple body (JSON text with a `records` list) for the worker; answer ServiceNow's ids."""
+    @staticmethod
+    def _stage(conn: sqlite3.Connection, staging_table: str, import_set_id: str, records: list, user: str) -> None:
+        """Insert the records as pending staging rows of the import set (keys the table lacks land nowhere)."""
+        staging = TABLES[staging_table]
+        stamp = now_text()
+        rows = []
+        for number, record in enumerate(records, start=1):
+            values = (
+                {k: as_text(v) for k, v in record.items() if k in staging.columns} if isinstance(record, dict) else {}
+            )
+            row = Store.complete_row(staging, values, user, stamp)
+            row.update(sys_import_set=import_set_id, sys_import_row=number, sys_import_state="pending")
+            rows.append(row)
+        Store.insert_rows(conn, staging, rows)
+
+    def accept_batch(
+        self,
+        staging_table: str,
+        records: list,
+        user_name: str,
+        multi_id: str | None = None,
+        run_after: str | None = None,
+    ) -> dict:
+        """Stage an insertMultiple body's records and queue their import set; answer ServiceNow's ids. With
+        ``run_after`` (an import set's sys_id) the transform waits until that import set is transformed."""
         with self.store.transaction() as conn:
             import_set, multi_id = self._new_import_set(conn, staging_table, "asynchronous", multi_id, user_name)
-            cursor = conn.execute(
-                "INSERT INTO sandbox_batch (import_set, staging_table, payload, user_name) VALUES (?, ?, ?, ?)",
-                (import_set["sys_id"], staging_table, payload, user_name),
-            )
+            self._stage(conn, staging_table, str(import_set["sys_id"]), records, user_name)
             conn.execute("UPDATE sys_import_set SET state = 'loaded' WHERE sys_id = ?", (import_set["sys_id"],))
-        self._enqueue(int(cursor.lastrowid))
+            cursor = conn.execute(
+                "INSERT INTO sandbox_job (import_set, staging_table, user_name, run_after) VALUES (?, ?, ?, ?)",
+                (import_set["sys_id"], staging_table, user_name, run_after or ""),
+            )
+        self._add_job(int(cursor.lastrowid), str(import_set["sys_id"]), staging_table, user_name, run_after or "")
         return {"import_set_id": import_set["sys_id"], "multi_import_set_id": multi_id}
 
     def import_one(self, staging_table: str, record: dict, user_name: str, base_url: str) -> dict:
@@ -99,7 +191,8 @@ class ImportService:
         tmap = TRANSFORM_MAPS[staging_table]
         with self.store.transaction() as conn:
             import_set, _ = self._new_import_set(conn, staging_table, "synchronous", None, user_name)
-        result = self._run(staging_table, str(import_set["sys_id"]), [record], user_name)[0]
+            self._stage(conn, staging_table, str(import_set["sys_id"]), [record], user_name)
+        result = self._transform(staging_table, str(import_set["sys_id"]), user_name)[0]
         target = TABLES[tmap.target_table]
         sys_id = result.target_sys_id or result.staging_sys_id
         table_name = tmap.target_table if result.target_sys_id else staging_table
@@ -118,71 +211,112 @@ class ImportService:
             answer["status_message"] = result.comment
         return {"import_set": import_set["number"], "staging_table": staging_table, "result": [answer]}
 
-    # -- the worker ------------------------------------------------------------------------------
+    # -- the scheduler ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _may_start(self, job: Job) -> bool:
+        """ServiceNow's run_after: not before the named import set finished (an unknown one holds nothing up)."""
+        return not job.run_after or all(other.import_set_id != job.run_after for other in self._jobs.values())
+
+    def _next_steps(self) -> tuple[list[Job], list[Job], float | None]:
+        """Under the lock: the jobs to start now, the jobs whose time is up, and how long to sleep otherwise."""
+        if self._held:
+            return [], [], None
+        now = self.clock()
+        starting = [job for job in self._jobs.values() if job.started_at is None and self._may_start(job)]
+        for job in starting:
+            job.started_at = now
+        due = sorted(
+            (job for job in self._jobs.values() if job.due_at is not None and job.due_at <= now),
+            key=lambda job: (job.due_at, job.job_id),
+        )
+        waits = [job.due_at - now for job in self._jobs.values() if job.due_at is not None and job.due_at > now]
+        return starting, due, min(waits) if waits else None
+
+    def _schedule(self) -> None:
         while True:
-            batch_id = self._queue.get()
-            if batch_id is None:
-                return
-            try:
-                self._process(batch_id)
-            except Exception:
-                log.exception("sandbox: transforming batch %s failed", batch_id)
-                self.store.execute("UPDATE sandbox_batch SET state = 'failed' WHERE id = ?", (batch_id,))
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+            with self._changed:
+                if self._stopping:
+                    return
+                starting, due, wait = self._next_steps()
+                if not starting and not due:
+                    self._changed.wait(wait)
+                    continue
+            for job in starting:
+                self._guarded(job, self._begin)
+            for job in due[:1]:  # one at a time: finishing it may let a run_after job start first
+                self._guarded(job, self._finish)
 
-    def _process(self, batch_id: int) -> None:
-        rows = self.store.execute("SELECT * FROM sandbox_batch WHERE id = ? AND state = 'pending'", (batch_id,))
-        if not rows:
-            return
-        batch = rows[0]
-        records = json.loads(batch["payload"]).get("records", [])
-        self._run(batch["staging_table"], batch["import_set"], records, batch["user_name"], batch_id)
+    def _guarded(self, job: Job, step: Callable[[Job], None]) -> None:
+        try:
+            step(job)
+        except Exception:
+            log.exception("sandbox: transforming import set %s failed", job.import_set_id)
+            self.store.execute("UPDATE sandbox_job SET state = 'failed' WHERE id = ?", (job.job_id,))
+            self._done(job)
 
-    def _run(
-        self, staging: str, import_set_id: str, records: list, user: str, batch_id: int | None = None
-    ) -> list[RowResult]:
-        """Plan outside the database lock, then write everything (and the run's counts) in one transaction."""
+    def _begin(self, job: Job) -> None:
+        """The transform starts: a running sys_import_set_run appears, as in ServiceNow's Transform History."""
+        total = self.store.count(TABLES[job.staging_table], "sys_import_set = ?", (job.import_set_id,))
+        values = {"set": job.import_set_id, "sys_transform_map": TRANSFORM_MAPS[job.staging_table].name}
+        run = Store.complete_row(TABLES["sys_import_set_run"], {**values, "state": "running", "total": total}, "system")
+        with self.store.transaction() as conn:
+            Store.insert_rows(conn, TABLES["sys_import_set_run"], [run])
+        job.run_id = str(run["sys_id"])
+
+    def _finish(self, job: Job) -> None:
+        self._transform(job.staging_table, job.import_set_id, job.user_name, job)
+        self._done(job)
+
+    def _done(self, job: Job) -> None:
+        with self._changed:
+            self._jobs.pop(job.job_id, None)
+            self._changed.notify_all()
+
+    def _transform(self, staging: str, import_set_id: str, user: str, job: Job | None = None) -> list[RowResult]:
+        """Plan from the staged rows, then write everything (and the run's counts) in one transaction."""
         started = time.perf_counter()
-        records = [r if isinstance(r, dict) else {} for r in records]
         with self._transforming:
-            planned = plan(self.store, staging, import_set_id, records, user, self.settings.orphan_installs)
+            planned = plan(self.store, staging, import_set_id, user, self.faults, self.settings.orphan_installs)
             with self.store.transaction() as conn:
                 results = apply(conn, planned)
-                self._record_run(conn, staging, import_set_id, results, user, time.perf_counter() - started)
-                if batch_id is not None:
-                    conn.execute("UPDATE sandbox_batch SET state = 'done', payload = '' WHERE id = ?", (batch_id,))
-            self.transform_seconds += time.perf_counter() - started
+                self._record_run(conn, staging, import_set_id, results, user, time.perf_counter() - started, job)
+                if job is not None:
+                    conn.execute("UPDATE sandbox_job SET state = 'done' WHERE id = ?", (job.job_id,))
+            self.work_seconds += time.perf_counter() - started
         return results
 
     @staticmethod
     def _record_run(
-        conn: sqlite3.Connection, staging: str, import_set_id: str, results: list[RowResult], user: str, took: float
+        conn: sqlite3.Connection,
+        staging: str,
+        import_set_id: str,
+        results: list[RowResult],
+        user: str,
+        took: float,
+        job: Job | None,
     ) -> None:
         counts = {state: sum(1 for r in results if r.state == state) for state in STATES}
-        run = Store.complete_row(
-            TABLES["sys_import_set_run"],
-            {
-                "set": import_set_id,
-                "sys_transform_map": TRANSFORM_MAPS[staging].name,
-                "state": "complete_with_errors" if counts["error"] else "complete",
-                "total": len(results),
-                "processed": len(results),
-                "inserts": counts["inserted"],
-                "updates": counts["updated"],
-                "ignored": counts["ignored"],
-                "skipped": counts["skipped"],
-                "errors": counts["error"],
-                "completed": now_text(),
-                "run_time": f"{took:.3f}",
-            },
-            user,
-        )
-        Store.insert_rows(conn, TABLES["sys_import_set_run"], [run])
+        values = {
+            "set": import_set_id,
+            "sys_transform_map": TRANSFORM_MAPS[staging].name,
+            "state": "complete_with_errors" if counts["error"] else "complete",
+            "total": len(results),
+            "processed": len(results),
+            "inserts": counts["inserted"],
+            "updates": counts["updated"],
+            "ignored": counts["ignored"],
+            "skipped": counts["skipped"],
+            "errors": counts["error"],
+            "completed": now_text(),
+            "run_time": f"{(job.seconds if job else 0) + took:.3f}",
+        }
+        if job is not None and job.run_id:
+            columns = list(values)
+            Store.update_rows(conn, TABLES["sys_import_set_run"], columns, [{**values, "sys_id": job.run_id}])
+        else:
+            Store.insert_rows(
+                conn, TABLES["sys_import_set_run"], [Store.complete_row(TABLES["sys_import_set_run"], values, user)]
+            )
         conn.execute(
             "UPDATE sys_import_set SET state = 'processed', load_completed = ? WHERE sys_id = ?",
             (now_text(), import_set_id),

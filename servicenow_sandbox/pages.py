@@ -98,6 +98,12 @@ def token_generator() -> tuple[str, int] | str:
     ), status
 
 
+@bp.get("/login.do")
+def login() -> str:
+    """Where the login_redirect fault points: an HTML page where a REST client expected JSON."""
+    return render_template("login.html")
+
+
 @bp.route("/oauth_entity.do", methods=["GET", "POST"])
 def clients() -> tuple[str, int] | str:
     sandbox = state()

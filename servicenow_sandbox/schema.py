@@ -38,6 +38,7 @@ class Table:
     integers: frozenset[str] = frozenset()
     references: Mapping[str, str] = field(default_factory=dict)
     choices: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    defaults: Mapping[str, object] = field(default_factory=dict)  # dictionary defaults of a new record
 
     @property
     def all_columns(self) -> tuple[str, ...]:
@@ -118,6 +119,7 @@ TABLES: dict[str, Table] = {
             display="name",
             integers=frozenset({"cpu_count", "cpu_core_count", "ram"}),
             choices={"install_status": INSTALL_STATUS, "operational_status": OPERATIONAL_STATUS},
+            defaults={"install_status": "1", "operational_status": "1"},
         ),
         Table(
             "ast_contract",

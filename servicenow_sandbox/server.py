@@ -136,6 +136,24 @@ class SandboxServer:
     ) -> None:
         self.state.set_token_lifetimes(access_seconds, refresh_seconds, rotate)
 
+    def add_records(
+        self, table: str, records: list[dict[str, object]], user_name: str = "system"
+    ) -> list[dict[str, object]]:
+        """Records another source put straight into a target table (e.g. computers from SCCM: no u_source_id)."""
+        return self.state.add_records(table, records, user_name)
+
+    def hold_transforms(self) -> None:
+        """Import sets received from now on (and those waiting) are not transformed until release_transforms()."""
+        self.state.hold_transforms()
+
+    def release_transforms(self) -> None:
+        self.state.release_transforms()
+
+    def set_transform_seconds(
+        self, seconds: float | None = None, *, table: str | None = None, jitter: float | None = None
+    ) -> None:
+        self.state.set_transform_seconds(seconds, table=table, jitter=jitter)
+
     def reset(self) -> None:
         """Clear faults and forget imported records (users, clients, tokens stay): for a server shared by tests."""
         self.state.faults.clear()

@@ -1,4 +1,5 @@
-"""Settings of one sandbox instance (token lifetimes, payload limit, seeded OAuth client); never read at import time."""
+"""Settings of one sandbox instance (token lifetimes, payload limit, seeded OAuth client, transform timing); never
+read at import time."""
 
 from __future__ import annotations
 
@@ -34,12 +35,29 @@ class SandboxSettings:
     client_error_style: str = "servicenow"
     insert_multiple_status: int = 201
     default_page_size: int = 10000
+    # How long the asynchronous transform of one import set takes, from the moment it may start (after its
+    # run_after import set, if any) until its rows are written. Import sets in flight overlap, so they transform
+    # concurrently and finish in whatever order their times give. 0 keeps the test suite fast; the CLI defaults
+    # to a few seconds. Per staging table overrides (e.g. slow hardware) go in transform_seconds_by_table.
+    transform_seconds: float = 0.0
+    transform_seconds_by_table: dict[str, float] = field(default_factory=dict)
+    # Each import set's time is transform_seconds times a random factor in [1 - jitter, 1 + jitter], so equal
+    # import sets sent close together may finish out of order, as ServiceNow's may without run_after.
+    transform_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.orphan_installs not in ORPHAN_INSTALL_POLICIES:
             raise ValueError(f"orphan_installs must be one of {ORPHAN_INSTALL_POLICIES}, not {self.orphan_installs!r}")
         if self.client_error_style not in CLIENT_ERROR_STYLES:
             raise ValueError(f"client_error_style must be one of {CLIENT_ERROR_STYLES}")
+        if self.transform_seconds < 0 or any(seconds < 0 for seconds in self.transform_seconds_by_table.values()):
+            raise ValueError("transform times must be >= 0 seconds")
+        if not 0 <= self.transform_jitter < 1:
+            raise ValueError("transform_jitter must be at least 0 and below 1")
+
+    def transform_seconds_for(self, staging_table: str) -> float:
+        """The nominal transform time of one import set of ``staging_table`` (before jitter)."""
+        return float(self.transform_seconds_by_table.get(staging_table, self.transform_seconds))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SandboxSettings:

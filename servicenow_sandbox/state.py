@@ -16,6 +16,7 @@ from servicenow_sandbox.query import compile_query
 from servicenow_sandbox.schema import STAGING_TABLES, TABLES
 from servicenow_sandbox.settings import SandboxSettings
 from servicenow_sandbox.store import Store
+from servicenow_sandbox.transform import as_text
 
 
 class Metrics:
@@ -76,7 +77,7 @@ class SandboxState:
         self.accounts = Accounts(self.store, self.settings)
         self.accounts.seed()
         self.faults = Faults()
-        self.imports = ImportService(self.store, self.settings)
+        self.imports = ImportService(self.store, self.settings, self.faults)
         self.metrics = Metrics()
         self.imports.start()
 
@@ -115,6 +116,31 @@ class SandboxState:
         if rotate is not None:
             self.settings.rotate_refresh_tokens = bool(rotate)
 
+    def set_transform_seconds(
+        self, seconds: float | None = None, *, table: str | None = None, jitter: float | None = None
+    ) -> None:
+        """How long each import set's transform takes from now on (for one staging table with ``table``), and the
+        random spread around it (jitter 0.5: between 0.5 and 1.5 times). Import sets already waiting keep theirs."""
+        if seconds is not None:
+            if seconds < 0:
+                raise ValueError("transform_seconds must be >= 0")
+            if table is None:
+                self.settings.transform_seconds = float(seconds)
+            else:
+                self.settings.transform_seconds_by_table[table] = float(seconds)
+        if jitter is not None:
+            if not 0 <= jitter < 1:
+                raise ValueError("jitter must be at least 0 and below 1")
+            self.settings.transform_jitter = float(jitter)
+
+    def hold_transforms(self) -> None:
+        """No transform starts or finishes until release_transforms(): import sets stay `loaded`, their rows
+        `pending` and their runs (if started) `running`, however long a client waits."""
+        self.imports.hold()
+
+    def release_transforms(self) -> None:
+        self.imports.release()
+
     def set_max_payload_bytes(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("the payload limit must be positive")
@@ -133,13 +159,37 @@ class SandboxState:
     def count(self, table: str) -> int:
         return self.store.count(TABLES[table])
 
+    def add_records(
+        self, table: str, records: list[dict[str, object]], user_name: str = "system"
+    ) -> list[dict[str, object]]:
+        """Insert records straight into a table, as another source (SCCM, Discovery, a person) would: no import
+        set, no u_source_id unless given. Returns the stored rows (with their sys_ids). Unknown columns are refused
+        so a typo cannot pass silently."""
+        schema = TABLES.get(table)
+        if schema is None or table in STAGING_TABLES:
+            raise KeyError(f"the sandbox has no target table {table!r}")
+        rows = []
+        for record in records:
+            unknown = sorted(key for key in record if not schema.has(key) or key == "sys_id")
+            if unknown:
+                raise ValueError(f"{table} has no column(s) {', '.join(unknown)}")
+            values = {**schema.defaults, **{key: as_text(value) for key, value in record.items()}}
+            for column in schema.integers & set(values):
+                text = str(values[column]).strip()
+                values[column] = int(text) if text.lstrip("-").isdigit() else 0
+            rows.append(Store.complete_row(schema, values, user_name))
+        with self.store.transaction() as conn:
+            Store.insert_rows(conn, schema, rows)
+        return rows
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         return self.imports.wait_idle(timeout)
 
     def reset_data(self) -> None:
-        """Forget imported records and import sets (users, clients and tokens stay); waits for the worker first."""
-        self.imports.wait_idle(30)
-        self.store.clear_records()
+        """Forget imported records and import sets, and the transforms still waiting (users, clients and tokens
+        stay); releases held transforms."""
+        self.imports.discard_all(self.store.clear_records)
+        self.imports.release()
 
     def snapshot(self) -> dict[str, object]:
         """The counters `GET /sandbox/api/state` answers."""
@@ -151,7 +201,8 @@ class SandboxState:
             "import_set_runs": self.count("sys_import_set_run"),
             "pending_batches": self.imports.pending,
             "idle": self.imports.pending == 0,
-            "transform_ms_total": round(self.imports.transform_seconds * 1000, 3),
+            "transforms_held": self.imports.held,
+            "transform_ms_total": round(self.imports.work_seconds * 1000, 3),
             "tables": {name: self.count(name) for name in TABLES},
             "tokens": self.accounts.token_counts(),
             "faults": self.faults.snapshot(),

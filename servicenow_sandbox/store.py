@@ -22,9 +22,9 @@ CREATE TABLE IF NOT EXISTS sandbox_token (
     token_hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_name TEXT NOT NULL, client_id TEXT NOT NULL,
     expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, parent_hash TEXT, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS sandbox_token_user ON sandbox_token (user_name);
-CREATE TABLE IF NOT EXISTS sandbox_batch (
+CREATE TABLE IF NOT EXISTS sandbox_job (
     id INTEGER PRIMARY KEY AUTOINCREMENT, import_set TEXT NOT NULL, staging_table TEXT NOT NULL,
-    payload TEXT NOT NULL, user_name TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending');
+    user_name TEXT NOT NULL, run_after TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'pending');
 CREATE TABLE IF NOT EXISTS sandbox_counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -192,5 +192,5 @@ class Store:
             for name in TABLES:
                 if name != "sys_user":
                     conn.execute(f"DELETE FROM {quoted(name)}")
-            conn.execute("DELETE FROM sandbox_batch")
+            conn.execute("DELETE FROM sandbox_job")
             conn.execute("DELETE FROM sandbox_counter")

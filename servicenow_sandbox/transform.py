@@ -1,4 +1,4 @@
-"""Transform maps at work: staged records become computers, contracts and software installs, coalescing on
+"""Transform maps at work: staged rows become computers, contracts and software installs, coalescing on
 `u_source_id` (the same source id again updates the record; an unchanged one is `ignored`, as ServiceNow does).
 
 Planning reads the database briefly and computes without holding its lock; applying writes in the caller's
@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from servicenow_sandbox.schema import TABLES, TRANSFORM_MAPS, Table, TransformMap
-from servicenow_sandbox.store import Store, new_sys_id, now_text, quoted
+from servicenow_sandbox.faults import Faults
+from servicenow_sandbox.schema import IMPORT_ROW_COLUMNS, TABLES, TRANSFORM_MAPS, Table, TransformMap
+from servicenow_sandbox.store import Store, now_text, quoted
 
 RETIRED = "retired"
 _CHUNK = 500  # bound parameters per IN (...)
@@ -38,7 +39,7 @@ class Plan:
     results: list[RowResult] = field(default_factory=list)
     inserts: dict[str, dict] = field(default_factory=dict)
     updates: dict[str, dict] = field(default_factory=dict)
-    staging_rows: list[dict] = field(default_factory=list)
+    staging_rows: list[dict] = field(default_factory=list)  # as staged, in sys_import_row order
 
 
 def as_text(value: object) -> str:
@@ -82,12 +83,21 @@ def _lookup(store: Store, table: Table, column: str, keys: Iterable[str]) -> dic
 
 
 def plan(
-    store: Store, staging_table: str, import_set_id: str, records: list[dict], user: str, orphans: str = "link_later"
+    store: Store,
+    staging_table: str,
+    import_set_id: str,
+    user: str,
+    faults: Faults | None = None,
+    orphans: str = "link_later",
 ) -> Plan:
-    """Decide, for each record, inserted / updated / ignored / skipped / error and the rows to write."""
+    """Decide, for each staged row of the import set, inserted / updated / ignored / skipped / error and the rows
+    to write. ``faults`` may reject rows on purpose (Faults.reject_rows)."""
     tmap = TRANSFORM_MAPS[staging_table]
     staging, target = TABLES[staging_table], TABLES[tmap.target_table]
-    result = Plan(tmap, import_set_id, [{k: as_text(v) for k, v in r.items() if k in staging.columns} for r in records])
+    staged_rows = store.select(staging, "sys_import_set = ?", (import_set_id,), "sys_import_row")
+    fields = [c for c in staging.columns if c not in IMPORT_ROW_COLUMNS]
+    result = Plan(tmap, import_set_id, [{c: str(row[c]) for c in fields if row[c] != ""} for row in staged_rows])
+    result.staging_rows = staged_rows
     existing = _lookup(store, target, "u_source_id", (s.get("u_source_id", "") for s in result.staged))
     computers: dict[str, dict] = {}
     if target.name == "cmdb_sam_sw_install":
@@ -98,9 +108,13 @@ def plan(
         if index % _YIELD_EVERY == 0:
             time.sleep(0)
         source_id = values.get("u_source_id", "").strip()
-        staging_id = new_sys_id()
+        staging_id = str(staged_rows[index]["sys_id"])
         if not source_id:
             result.results.append(RowResult("skipped", "", "", staging_id, "Coalesce field u_source_id is empty"))
+            continue
+        rejected = faults.rejection_for(staging_table, source_id) if faults is not None else None
+        if rejected is not None:
+            result.results.append(RowResult("error", "", "", staging_id, rejected))
             continue
         wanted = {tmap.field_map[k]: v for k, v in values.items() if k in tmap.field_map}
         _derived(target, wanted)
@@ -127,7 +141,6 @@ def plan(
             state = "updated"
         display = str(current.get(target.display, ""))
         result.results.append(RowResult(state, str(current["sys_id"]), display, staging_id, comment))
-    result.staging_rows = _staging_rows(result, user)
     return result
 
 
@@ -149,28 +162,36 @@ def apply(conn: sqlite3.Connection, planned: Plan) -> list[RowResult]:
             "UPDATE cmdb_sam_sw_install SET installed_on = ? WHERE u_computer_source_id = ? AND installed_on = ''",
             [(c["sys_id"], c["u_source_id"]) for c in (*planned.inserts.values(), *planned.updates.values())],
         )
-    Store.insert_rows(conn, TABLES[planned.tmap.staging_table], planned.staging_rows)
+    _update_staging_rows(conn, planned)
     return planned.results
 
 
-def _staging_rows(planned: Plan, user: str) -> list[dict]:
-    staging = TABLES[planned.tmap.staging_table]
+_RESULT_COLUMNS = (
+    "sys_import_state",
+    "sys_import_state_comment",
+    "sys_target_sys_id",
+    "sys_target_table",
+    "sys_transform_map",
+    "sys_row_error",
+    "sys_updated_on",
+)
+
+
+def _update_staging_rows(conn: sqlite3.Connection, planned: Plan) -> None:
+    """Each staged row gets its result: the import state, ServiceNow's comment and the target record."""
     stamp = now_text()
     rows = []
-    for number, (values, result) in enumerate(zip(planned.staged, planned.results, strict=True), start=1):
-        if number % _YIELD_EVERY == 0:
-            time.sleep(0)
-        row = Store.complete_row(staging, values, user, stamp)
-        row.update(
-            sys_id=result.staging_sys_id,
-            sys_import_set=planned.import_set_id,
-            sys_import_row=number,
-            sys_import_state=result.state,
-            sys_import_state_comment=result.comment,
-            sys_target_sys_id=result.target_sys_id,
-            sys_target_table=planned.tmap.target_table,
-            sys_transform_map=planned.tmap.name,
-            sys_row_error=result.comment if result.state == "error" else "",
+    for result in planned.results:
+        rows.append(
+            {
+                "sys_id": result.staging_sys_id,
+                "sys_import_state": result.state,
+                "sys_import_state_comment": result.comment,
+                "sys_target_sys_id": result.target_sys_id,
+                "sys_target_table": planned.tmap.target_table,
+                "sys_transform_map": planned.tmap.name,
+                "sys_row_error": result.comment if result.state == "error" else "",
+                "sys_updated_on": stamp,
+            }
         )
-        rows.append(row)
-    return rows
+    Store.update_rows(conn, TABLES[planned.tmap.staging_table], _RESULT_COLUMNS, rows)

@@ -134,6 +134,52 @@ def test_fault_command_revokes_a_users_tokens(sandbox_process):
     assert sandbox_process.get("/api/now/table/sys_user", itil).status_code == 200
 
 
+def test_the_command_line_sandbox_transforms_in_a_couple_of_seconds_by_default(sandbox_process):
+    """The demo sandbox takes its time like ServiceNow does; SandboxServer in tests defaults to no wait."""
+    settings = requests.get(f"{sandbox_process.url}/sandbox/api/state", timeout=10).json()["settings"]
+
+    assert (settings["transform_seconds"], settings["transform_jitter"]) == (2.0, 0.5)
+
+
+def test_fault_command_rejects_rows_and_holds_transforms(sandbox_process):
+    token = sandbox_process.token()
+    url = sandbox_process.url
+
+    held = fault(url, "--reject-every", "2", "--reject-comment", "Not today", "--hold-transforms")
+    answer = requests.post(
+        f"{url}/api/now/import/u_itam_hardware_inventory/insertMultiple",
+        json={"records": [{"u_source_id": "1", "u_name": "A"}, {"u_source_id": "2", "u_name": "B"}]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    waiting = requests.get(f"{url}/sandbox/api/state?wait_idle=0.5", timeout=10).json()
+    released = fault(url, "--release-transforms", "--transform-seconds", "0")
+    done = requests.get(f"{url}/sandbox/api/state?wait_idle=10", timeout=20).json()
+    run = sandbox_process.get(f"/api/now/table/sys_import_set_run?sysparm_query=set={answer['import_set_id']}", token)
+    restored = fault(url, "--transform-seconds", "2", "--no-rejects")
+
+    assert held.exit_code == 0 and '"every": 2' in held.output
+    assert waiting["idle"] is False and waiting["transforms_held"] is True
+    assert released.exit_code == 0 and done["idle"] is True
+    assert run.json()["result"][0]["errors"] == "1"
+    assert restored.exit_code == 0 and '"reject_rows": null' in restored.output
+
+
+def test_fault_command_sends_the_odd_answers(sandbox_process):
+    token = sandbox_process.token()
+
+    assert fault(sandbox_process.url, "--hibernate", "1", "--scope", "all").exit_code == 0
+    hibernating = sandbox_process.get("/api/now/table/sys_user", token)
+    assert fault(sandbox_process.url, "--quota-cancel", "1", "--malformed").exit_code == 0
+    cancelled = sandbox_process.get("/api/now/table/sys_user", token)
+    assert fault(sandbox_process.url, "--too-many-requests", "1").exit_code == 0
+    queued = sandbox_process.get("/api/now/table/sys_user", token)
+
+    assert hibernating.status_code == 200 and "Your instance is hibernating" in hibernating.text
+    assert cancelled.status_code == 200 and cancelled.text.endswith('"status": "failure"}')
+    assert queued.status_code == 429 and "Retry-After" not in queued.headers
+
+
 def test_fault_command_reports_an_unreachable_sandbox():
     result = fault("http://127.0.0.1:9", "--clear")
 
