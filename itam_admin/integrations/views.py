@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
+from itam_admin.crypto import SecretUnreadable
 from itam_admin.datatypes import DATA_TYPES
 from itam_admin.db import utcnow
-from itam_admin.exports import history, runs
+from itam_admin.exports import chart, history, runs
 from itam_admin.exports.failures import failed_records_csv_lines
 from itam_admin.exports.planner import preview_export
 from itam_admin.exports.schedule import next_due_at
@@ -18,7 +20,7 @@ from itam_admin.integrations.connection_check import refuse_stored_secrets_elsew
 from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
 from itam_admin.plugin import current_plugin
 from itam_admin.servicenow_app import build_update_set
-from itam_admin.settings.store import SettingsNotSaved, load_settings, save_settings
+from itam_admin.settings.store import SettingsNotSaved, load_secrets, load_settings, save_settings
 from itam_admin.settings.values import ServiceNowSettings
 
 DATA_TYPE_LABELS = {data_type.name: data_type.label for data_type in DATA_TYPES}
@@ -89,11 +91,37 @@ def render_page(
     return render_template("itam_admin/integrations.html", **context), status
 
 
+# What a POST left for the page it redirects to (Post/Redirect/Get), in the host's session: one slot each, so the
+# latest click wins and two tabs never add up messages. Never a secret: typed secrets are not kept.
+TEST_SLOT, EXPORT_SLOT = "itam_test_connection", "itam_export_notice"
+EXPORT_QUEUED = "Export queued. Its progress shows below."
+
+
+def _keep(slot: str, identity: Identity, **value) -> None:
+    session[slot] = {"tenant": identity.tenant_id, "user": identity.user_id, **value}
+
+
+def _take(slot: str, identity: Identity) -> dict | None:
+    """What a POST of this user left in the slot, once: a reload of the page shows it no more."""
+    value = session.pop(slot, None)
+    owner = (identity.tenant_id, identity.user_id)
+    if not isinstance(value, dict) or (value.get("tenant"), value.get("user")) != owner:
+        return None
+    return value
+
+
 @manager_required
 def integrations_page(identity: Identity):
     settings = load_settings(identity.tenant_id)
-    form = ServiceNowSettingsForm.for_settings(settings, **_form_options())
-    return render_page(identity, settings, form)
+    extra: dict = {"export_notice": _take(EXPORT_SLOT, identity)}
+    tested = _take(TEST_SLOT, identity)
+    if tested:
+        # The form as it was tested (secrets masked as stored), with the outcome under it.
+        form = ServiceNowSettingsForm(formdata=None, data=tested["form"], stored=settings, **_form_options())
+        extra["test_result_html"] = Markup(tested["html"])  # rendered by test_servicenow; the session is signed
+    else:
+        form = ServiceNowSettingsForm.for_settings(settings, **_form_options())
+    return render_page(identity, settings, form, **extra)
 
 
 def _submitted_form(identity: Identity) -> tuple[ServiceNowSettings, ServiceNowSettingsForm, bool]:
@@ -115,6 +143,7 @@ def save_servicenow(identity: Identity):
         flash(str(error), "error")
         page, status = render_page(identity, settings, form, status=503)
         return page, status, {"Retry-After": "5"}
+    session.pop(TEST_SLOT, None)  # a test of values from before this save would now mislead
     flash("ServiceNow settings saved.", "success")
     return redirect(url_for("itam_integrations.integrations"))
 
@@ -131,11 +160,15 @@ def queue_export(identity: Identity):
     if not form.validate_on_submit():
         abort(400)
     try:
-        runs.queue_run(current_plugin().redis_or_none, identity.tenant_id, runs.MANUAL, identity, bool(form.full.data))
+        run = runs.queue_run(
+            current_plugin().redis_or_none, identity.tenant_id, runs.MANUAL, identity, bool(form.full.data)
+        )
     except runs.ExportNotStarted as error:
-        flash(str(error), "error")
+        # One message for this click, whatever an earlier click or another tab left: the latest outcome replaces it.
+        kind = "active" if str(error) == runs.ALREADY_ACTIVE else "error"
+        _keep(EXPORT_SLOT, identity, kind=kind, message=str(error), run_id=None)
     else:
-        flash("Export queued. Progress shows below.", "success")
+        _keep(EXPORT_SLOT, identity, kind="queued", message=EXPORT_QUEUED, run_id=run.id)
     return redirect(url_for("itam_integrations.integrations") + "#export-section")
 
 
@@ -168,7 +201,16 @@ def _page(identity: Identity, template: str, **context):
 
 @manager_required
 def history_page(identity: Identity):
-    return _page(identity, "itam_admin/history.html", runs=history.recent_runs(identity.tenant_id, limit=50))
+    recent = history.recent_runs(identity.tenant_id, limit=50)
+    points = chart.chart_points(recent)
+    return _page(
+        identity,
+        "itam_admin/history.html",
+        runs=recent,
+        chart=chart.history_chart(points),
+        chart_runs=len(points),
+        duration_text=chart.duration_text,
+    )
 
 
 @manager_required
@@ -209,7 +251,49 @@ def test_servicenow(identity: Identity):
     if not valid or refuse_stored_secrets_elsewhere(form, settings):
         return render_page(identity, settings, form, status=400, test_failed_validation=True)
     result = test_connection(identity.tenant_id, form, settings)
-    return render_page(identity, settings, form, test_result=result)
+    # The outcome is kept as the page shows it (no secret is in it): the redirected page needs no second test.
+    note = unsaved_note(identity.tenant_id, form, settings)
+    shown = render_template("itam_admin/_test_result.html", test_result=result, test_unsaved=note)
+    tested_form = {
+        "instance_url": form.instance_url.data or "",
+        "username": form.username.data or "",
+        "use_custom_credentials": bool(form.use_custom_credentials.data),
+        "export_data": list(form.export_data.data or []),
+    }
+    _keep(TEST_SLOT, identity, html=shown, form=tested_form)
+    # Post/Redirect/Get: the address is the tab's again, and a reload does not run the test again.
+    return redirect(url_for("itam_integrations.integrations") + "#test-result")
+
+
+def unsaved_note(tenant_id: str, form: ServiceNowSettingsForm, stored: ServiceNowSettings) -> str | None:
+    """What to do to keep the tested values, or None when they are the stored settings (nothing to save)."""
+    change = form.change()
+    typed = {"Token": change.token}
+    if change.use_custom_credentials:
+        typed.update({"Client ID": change.client_id, "Client Secret": change.client_secret})
+    typed = {label: value for label, value in typed.items() if value is not None}
+    if typed:
+        try:
+            secrets = load_secrets(tenant_id)
+            held = {"Token": secrets.token, "Client ID": secrets.client_id, "Client Secret": secrets.client_secret}
+        except SecretUnreadable:
+            held = {}
+        typed = {label: value for label, value in typed.items() if held.get(label) != value}
+    same = (
+        change.instance_url == stored.instance_url
+        and change.username == stored.username
+        and change.use_custom_credentials == stored.use_custom_credentials
+        and set(change.export_data_types) == set(stored.export_data_types)
+    )
+    if same and not typed:
+        return None
+    if typed:
+        names = " and ".join(typed)
+        return (
+            f"Nothing was saved. To keep these settings, paste the {names} again (what you type in a secret field is "
+            "never sent back to the browser) and click Save."
+        )
+    return "Nothing was saved. Click Save to keep these settings."
 
 
 @manager_required

@@ -20,7 +20,18 @@
     return value === null || value === undefined ? "" : String(value);
   }
 
+  // The same words as _exports.html renders, so a refreshed row reads as the page would after a reload.
+  function progressText(counts, queued) {
+    var done = (counts.sent || 0) + (counts.failed || 0) + (counts.unchanged || 0);
+    if (done === 0) {
+      return text(counts.total) + " records, " + (queued ? "waiting for a worker" : "not started yet");
+    }
+    return text(counts.sent) + " sent, " + text(counts.unchanged) + " unchanged of " + text(counts.total) +
+      (counts.failed ? ", " + counts.failed + " failed" : "");
+  }
+
   function updateProgress(region, run) {
+    var queued = run.status === "queued";
     Object.keys(run.data_types || {}).forEach(function (type) {
       var counts = run.data_types[type];
       var row = region.querySelector('[data-type="' + type + '"]');
@@ -31,13 +42,15 @@
         bar.value = (counts.sent || 0) + (counts.failed || 0) + (counts.unchanged || 0);
       }
       var label = row.querySelector(".progress-text");
-      if (label) {
-        label.textContent = text(counts.sent) + " sent, " + text(counts.unchanged) + " unchanged of " + text(counts.total) +
-          (counts.failed ? ", " + counts.failed + " failed" : "");
-      }
+      if (label) label.textContent = progressText(counts, queued);
     });
     var status = region.querySelector(".run-status");
     if (status) status.textContent = run.status;
+    var state = region.querySelector(".run-state");
+    if (state) state.textContent = queued ? "Queued, waiting for a worker" : "Running";
+    document.querySelectorAll("[data-run-status-word]").forEach(function (word) {
+      word.textContent = run.status;
+    });
   }
 
   function pollStatus(region) {

@@ -33,7 +33,7 @@ def try_connection(client, sandbox, token, **extra):
         "csrf_token": csrf_token_from(page),
         **extra,
     }
-    response = client.post(f"{INTEGRATIONS}/servicenow/test", data=data)
+    response = client.post(f"{INTEGRATIONS}/servicenow/test", data=data, follow_redirects=True)
     return response.get_data(as_text=True)
 
 
@@ -80,5 +80,6 @@ def test_fails_clearly_for_a_user_without_the_admin_role(client, auth, sandbox):
     html = client.post(
         f"{INTEGRATIONS}/servicenow/test",
         data={"instance_url": sandbox.url, "username": "itil", "token": token, "csrf_token": csrf_token_from(page)},
+        follow_redirects=True,
     ).get_data(as_text=True)
     assert "Connection failed." in html and "does not have the admin role" in html

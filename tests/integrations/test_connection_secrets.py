@@ -53,7 +53,9 @@ def save(client, url: str, **fields):
 
 
 def test_connection(client, url: str, **fields):
-    return post(client, "/test", instance_url=url, **fields)
+    """Test connection as the browser does it: the result shows on the tab the POST redirects to."""
+    response = post(client, "/test", instance_url=url, **fields)
+    return client.get(response.location) if response.status_code == 302 else response
 
 
 test_connection.__test__ = False  # a helper, not a test
