@@ -118,10 +118,17 @@ def register_demo_commands(group) -> None:
     def seed_demo(scale: str) -> None:
         """Create the demo tenants, users and inventory (idempotent)."""
         from demo_portal.demo import DEMO_TENANTS, seed_demo_portal
-        from demo_portal.demo_data import seed_demo_inventory
+        from demo_portal.demo_data import counts_text, inventory_counts, seed_demo_inventory
 
         created = seed_demo_portal()
-        click.echo(f"Demo portal: {created['tenants']} tenant(s) and {created['users']} user(s) created.")
+        if created["tenants"] or created["users"]:
+            click.echo(f"Demo portal: {created['tenants']} tenant(s) and {created['users']} user(s) created.")
+        else:
+            click.echo("Demo portal: the demo tenants and users are already there.")
         for slug, _name in DEMO_TENANTS:
             counts = seed_demo_inventory(slug, scale=scale)
-            click.echo(f"Inventory of {slug}: {counts}")
+            if any(counts.values()):
+                click.echo(f"Inventory of {slug}: created {counts_text(counts)}.")
+            else:
+                # A second start: the inventory from the first one (and any changes since) is kept, not re-made.
+                click.echo(f"Inventory of {slug}: already present ({counts_text(inventory_counts(slug))}), kept as is.")

@@ -277,6 +277,21 @@ def _counts(connection: Connection, tenant_id: str) -> dict[str, int]:
     }
 
 
+def inventory_counts(tenant_id: str, *, engine: Engine | None = None) -> dict[str, int]:
+    """How many records of each data type the tenant has now."""
+    with _engine(engine).connect() as connection:
+        return _counts(connection, tenant_id)
+
+
+COUNT_NOUNS = {"hardware_inventory": "computers", "installed_applications": "installed applications"}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'3,000 computers, 300 contracts and 36,000 installed applications'."""
+    parts = [f"{counts.get(name, 0):,} {COUNT_NOUNS.get(name, name.replace('_', ' '))}" for name in DATA_TYPE_NAMES]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
 def generate_inventory(
     tenant_id: str, *, computers: int, installs: int, contracts: int, seed: int = 0, engine: Engine | None = None
 ) -> dict[str, int]:

@@ -23,6 +23,41 @@ def _free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _can_listen(port: int) -> bool:
+    """Nothing listens on the port and we may bind it (the way the portal, sandbox and Redis will)."""
+    if not _free(port):
+        return False
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _next_free(port: int, taken: set[int]) -> int:
+    candidate = port + 1
+    while candidate < 65535 and (candidate in taken or not _can_listen(candidate)):
+        candidate += 1
+    return candidate
+
+
+def taken_ports_message(wanted: list[tuple[str, str, int]]) -> str | None:
+    """For each (what, flag, port) whose port another program holds, a line saying which flag picks another one;
+    None when every port is free. Checked before anything starts, so the banner never promises a port we lack."""
+    lines, ports = [], {port for _what, _flag, port in wanted}
+    for what, flag, port in wanted:
+        if not _can_listen(port):
+            lines.append(
+                f"Port {port} ({what}) is already in use by another program: stop it, or start the demo on another "
+                f"port with {flag} {_next_free(port, ports)}."
+            )
+    if not lines:
+        return None
+    return "\n".join(lines + ["Nothing was started."])
+
+
 def _wait_for_port(port: int, seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -34,13 +69,20 @@ def _wait_for_port(port: int, seconds: float = 30) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)), help="portal port")
-    parser.add_argument("--sandbox-port", type=int, default=8765)
-    parser.add_argument("--redis-port", type=int, default=6389)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)), help="portal port (5000)")
+    parser.add_argument("--sandbox-port", type=int, default=8765, help="ServiceNow sandbox port (8765)")
+    parser.add_argument("--redis-port", type=int, default=6389, help="embedded Redis port (6389)")
     parser.add_argument("--scale", choices=["demo", "small"], default="demo")
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
+    wanted = [("the portal", "--port", args.port), ("the ServiceNow sandbox", "--sandbox-port", args.sandbox_port)]
+    if not env.get("REDIS_URL"):
+        wanted.append(("the embedded Redis", "--redis-port", args.redis_port))
+    taken = taken_ports_message(wanted)
+    if taken:
+        print(taken, file=sys.stderr)
+        return 1
     env.setdefault("ITAM_DEMO", "1")
     env.setdefault("ITAM_INSTANCE_PATH", str(ROOT / "instance"))
     env.setdefault("FLASK_APP", "wsgi")
@@ -71,12 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    # Redis keeps nothing on disk (--save "", no AOF) but needs a working folder: removed when the demo stops.
+    redis_dir = tempfile.TemporaryDirectory(prefix="itam-redis-")
     try:
         if not env.get("REDIS_URL"):
-            if not _free(args.redis_port):
-                print(f"port {args.redis_port} is taken: set REDIS_URL or pass --redis-port", file=sys.stderr)
-                return 1
-            redis = start_redis_server(args.redis_port, tempfile.mkdtemp(prefix="itam-redis-"), new_session=True)
+            redis = start_redis_server(args.redis_port, redis_dir.name, new_session=True)
             children.append(redis)
             print(f"started redis (pid {redis.pid})", flush=True)
             env["REDIS_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
@@ -85,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         start("ServiceNow sandbox", [*flask, "itam", "sandbox", "--port", str(args.sandbox_port)])
         start("worker", [*flask, "itam", "worker"])
         start("portal", [*flask, "run", "--host", "127.0.0.1", "--port", str(args.port), "--no-reload"])
-        if not _wait_for_port(args.port) or not _wait_for_port(args.sandbox_port):
+        started = _wait_for_port(args.port) and _wait_for_port(args.sandbox_port)
+        time.sleep(0.5)  # a server that lost the port to another program a moment ago exits now, not after the banner
+        if not started or any(process.poll() is not None for process in children):
             print("the portal or the sandbox did not start; see the messages above", file=sys.stderr)
             return 1
         print(
@@ -111,6 +154,7 @@ Press Ctrl-C to stop everything.""",
         return 1
     finally:
         stop_all()
+        redis_dir.cleanup()
 
 
 if __name__ == "__main__":

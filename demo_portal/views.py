@@ -29,6 +29,12 @@ def _login_required():
     return None
 
 
+@bp.route("/favicon.ico", endpoint="favicon")
+def favicon():
+    """Browsers ask for /favicon.ico where a page names no icon (a CSV, the JSON status): the layout's icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @bp.route("/", endpoint="home")
 def home():
     if (response := _login_required()) is not None:
