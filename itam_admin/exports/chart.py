@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from itam_admin.exports.models import ExportRun
 
 WIDTH = 760
-LEFT, RIGHT, TOP = 64, 16, 40
+LEFT, RIGHT, TOP = 64, 16, 56
 RECORDS_HEIGHT, DURATION_HEIGHT, GAP, BOTTOM = 150, 80, 44, 40
 MAX_BAR = 28
 
@@ -60,6 +60,8 @@ def nice_ceiling(value: float) -> float:
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "no duration"
+    if seconds < 0.1:
+        return "under 0.1 s" if seconds > 0 else "0 s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)

@@ -76,7 +76,7 @@ def test_a_full_export_of_unchanged_records_says_what_changed_and_ignored_mean(a
     auth.login()
     page = text_of(client.get(INTEGRATIONS).get_data(as_text=True))
     assert "This was a full export: every record was sent again" in page
-    assert "Changed here counts every record ServiceNow already had" in page
+    assert "Changed here also counts records ServiceNow already had as they are" in page
     with app.app_context():
         last = db.session.query(ExportRun).order_by(ExportRun.id.desc()).first().data_types[0]
         assert (last.changed, last.sn_ignored) == (6, 6)
@@ -100,6 +100,7 @@ def test_a_failure_shows_servicenows_message_and_links_the_failed_records(app, c
 
     history = text_of(client.get(HISTORY).get_data(as_text=True))
     assert "See the export history" not in history
+    assert "ServiceNow said: Bad Request: Invalid field u_serial_number: value too long" in history
     assert f"CSV of run #{run_id}" in history
 
     run_page = client.get(f"{HISTORY}/{run_id}").get_data(as_text=True)
