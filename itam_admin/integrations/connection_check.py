@@ -1,5 +1,6 @@
 """The Test connection action: the form's values (unsaved ones win, masks use the stored secret) are tried against
-the instance without saving or exporting. Rate-limited per tenant; never shows or logs a secret, never sends a stored
+the instance without saving or exporting: the token, the user, then what the instance has of the connector's
+ServiceNow app for the chosen data types. Rate-limited per tenant; never shows or logs a secret, never sends a stored
 secret to a host other than the stored Instance URL, and never writes anything (not even a rotated token)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from itam_admin.integrations.forms import ServiceNowSettingsForm
 from itam_admin.plugin import current_plugin
+from itam_admin.servicenow.app_check import Finding, check_app
 from itam_admin.servicenow.errors import ServiceNowError
 from itam_admin.settings.store import load_secrets
 from itam_admin.settings.values import Secrets, ServiceNowSettings
@@ -25,10 +27,19 @@ _local_guard = threading.Lock()
 
 @dataclass(frozen=True)
 class TestResult:
+    """`ok` when the connection works and nothing the chosen data types need is missing in ServiceNow; `connected`
+    when the token and the user worked. The app check's findings are plain text, so the result can be kept for the
+    page a POST redirects to and rebuilt with TestResult(**asdict(result)): `app_gaps` and `app_unverified` are
+    (problems, fix) pairs, problems sharing one fix grouped."""
+
     ok: bool
     message: str
     detail: str | None = None
     expires_at: str | None = None
+    connected: bool = False
+    app_summary: str | None = None
+    app_gaps: tuple[tuple[tuple[str, ...], str], ...] = ()
+    app_unverified: tuple[tuple[tuple[str, ...], str], ...] = ()
 
 
 def _allowed(tenant_id: str) -> bool:
@@ -110,15 +121,34 @@ def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: Servic
             tokens=trial_token_manager(lambda _tenant, _token: rotated.append(True)),
             deadline_seconds=TEST_DEADLINE_SECONDS,
         )
-        check = client.check_connection()
+        # One budget for the whole test (token, user, app check), so the page answers in time whatever the server.
+        with client.budget(TEST_DEADLINE_SECONDS):
+            check = client.check_connection()
+            app = None
+            if check.ok and trial.export_data_types:
+                app = check_app(client, trial.export_data_types, user_sys_id=check.sys_id or None)
     except ServiceNowError as error:
         return TestResult(False, error.message + _rotation_note(rotated), error.detail)
     finally:
         if client is not None:
             client.close()
     return TestResult(
-        check.ok, check.message + _rotation_note(rotated), None, check.token_expires_at.strftime("%Y-%m-%d %H:%M UTC")
+        ok=check.ok and (app is None or app.installed),
+        message=check.message + _rotation_note(rotated),
+        expires_at=check.token_expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        connected=check.ok,
+        app_summary=app.summary if app else None,
+        app_gaps=_grouped(app.gaps) if app else (),
+        app_unverified=_grouped(app.unverified) if app else (),
     )
+
+
+def _grouped(findings: tuple[Finding, ...]) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """(problems, fix) pairs in the order first seen: three missing staging tables need one fix, said once."""
+    by_fix: dict[str, list[str]] = {}
+    for finding in findings:
+        by_fix.setdefault(finding.fix, []).append(finding.problem)
+    return tuple((tuple(problems), fix) for fix, problems in by_fix.items())
 
 
 def _rotation_note(rotated: list[bool]) -> str:

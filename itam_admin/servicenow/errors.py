@@ -37,6 +37,7 @@ class ErrorKind(StrEnum):
     RESPONSE_TOO_LARGE = "response_too_large"
     INVALID_INSTANCE_URL = "invalid_instance_url"
     INVALID_USERNAME = "invalid_username"
+    APP_NOT_INSTALLED = "app_not_installed"
 
 
 RETRYABLE_KINDS = frozenset(
@@ -57,10 +58,15 @@ STOPS_RUN_KINDS = frozenset(
         ErrorKind.RESPONSE_TOO_LARGE,
         ErrorKind.INVALID_INSTANCE_URL,
         ErrorKind.INVALID_USERNAME,
+        ErrorKind.APP_NOT_INSTALLED,
     }
 )
 
 EXAMPLE_URL = "https://your-instance.service-now.com"
+# The update set's role for a least-privileged integration user (itam_admin/servicenow_app.py ROLE; kept as text here
+# so this module imports nothing of the package).
+INTEGRATION_ROLE = "u_itam_integration"
+SET_UP_STEP = "Set up ServiceNow on the Integrations tab"
 
 
 class ServiceNowError(Exception):
@@ -143,8 +149,8 @@ def _message(kind: ErrorKind, host: str, *, what: str, status: int | None, usern
             "it must be your instance's own https address."
         ),
         ErrorKind.FORBIDDEN: (
-            f"ServiceNow at {host} denied access to {what} (HTTP 403). {who} needs the admin role: "
-            "grant it in ServiceNow, then try again."
+            f"ServiceNow at {host} denied access to {what} (HTTP 403). {who} needs the role {INTEGRATION_ROLE} "
+            "(from the connector's update set; admin works too): ask your ServiceNow admin to grant it, then try again."
         ),
         ErrorKind.RATE_LIMITED: (
             f"ServiceNow at {host} is limiting the rate of requests (HTTP 429). Try again later, or ask your "
@@ -246,6 +252,90 @@ def redirected(host: str, location: str | None, status: int) -> ServiceNowError:
             "Instance URL is your ServiceNow instance and that the instance is awake (not hibernating)."
         )
     return ServiceNowError(ErrorKind.REDIRECTED, message, status, None, None, host)
+
+
+# ---- the connector's ServiceNow app (the update set, SPEC 5a) ----------------------------------------------------
+
+
+def app_staging_table_missing(label: str, table: str) -> str:
+    return f"{label}: the staging table {table} does not exist in ServiceNow."
+
+
+def app_staging_table_unreadable(label: str, table: str, username: str) -> str:
+    return (
+        f"{label}: ServiceNow does not let {username} read the staging table {table} (HTTP 403), so an export could "
+        "not load rows there or read back what ServiceNow did with them."
+    )
+
+
+def app_label_mapped(label: str, table: str, mapping: str | None) -> str:
+    how = (
+        f"its REST Insert Multiple entry says Column mapping {mapping}"
+        if mapping
+        else "it has no REST Insert Multiple entry"
+    )
+    return (
+        f"{label}: insertMultiple on {table} maps JSON keys by column label ({how}), so the exported values would "
+        "land in no column while ServiceNow still answers that the batch was accepted."
+    )
+
+
+def app_no_transform_map(label: str, table: str, target_table: str) -> str:
+    return f"{label}: {table} has no active transform map, so staged rows would never reach {target_table}."
+
+
+def app_roles_missing(username: str, roles: tuple[str, ...]) -> str:
+    return (
+        f"The ServiceNow user {username} has none of the roles {', '.join(roles)}, so ServiceNow would refuse to load "
+        "the data."
+    )
+
+
+def app_could_not_verify(what: str, table: str, username: str, why: str) -> str:
+    return f"Could not verify that {what}: ServiceNow did not let {username} read {table} ({why})."
+
+
+def app_fix_import(update_set: str) -> str:
+    return (
+        f"Ask your ServiceNow admin to import the update set {update_set} (the download under {SET_UP_STEP}) and "
+        "commit it."
+    )
+
+
+def app_fix_column_name(table: str) -> str:
+    return (
+        "Ask your ServiceNow admin to open System Web Services > REST Insert Multiples and set Column mapping to "
+        f"Column name for {table} (importing the update set again creates the entry)."
+    )
+
+
+def app_fix_transform_map(map_name: str) -> str:
+    return (
+        f"Ask your ServiceNow admin to open System Import Sets > Transform Maps and make “{map_name}” active "
+        "(importing the update set again restores it)."
+    )
+
+
+def app_fix_role(username: str, role: str) -> str:
+    return (
+        f"Ask your ServiceNow admin to give {username} the role {role} (User Administration > Users > {username} > "
+        "Roles), then test again."
+    )
+
+
+def app_fix_check_step(step: int, what: str) -> str:
+    return f"Ask your ServiceNow admin to check step {step} of {SET_UP_STEP}: {what}."
+
+
+def app_not_installed(host: str, labels: list[str], tables: list[str], update_set: str) -> ServiceNowError:
+    """The instance lacks the staging tables of the chosen data types: no batch could land, so the run stops at once."""
+    plural = len(tables) > 1
+    message = (
+        f"ServiceNow at {host} does not have the connector's ServiceNow app for {', '.join(labels)}: the staging "
+        f"table{'s' if plural else ''} {', '.join(tables)} {'do' if plural else 'does'} not exist. "
+        f"{app_fix_import(update_set)} Then export again."
+    )
+    return ServiceNowError(ErrorKind.APP_NOT_INSTALLED, message, host=host)
 
 
 # ---- reading ServiceNow's answers -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A tiny ServiceNow stand-in on 127.0.0.1 for Test connection tests: it records every request it gets and answers
-the token grant (optionally with a rotated refresh token, or not at all) and the sys_user lookup; never used outside
-tests."""
+the token grant (optionally with a rotated refresh token, or not at all), the sys_user lookup and Table API reads of
+the tables it is given (by default the update set's three staging tables, empty); any other table answers as
+ServiceNow does for a table it lacks, 400 "Invalid table <name>" (SERVICENOW-FACTS). Never used outside tests."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ ADMIN_ROW = {
     "sys_id": "6816f79cc0a8016401c5a33be04be441",
     "roles": "admin",
 }
+
+
+STAGING_TABLES = ("u_itam_hardware_inventory", "u_itam_contracts", "u_itam_installed_applications")
 
 
 @dataclass
@@ -67,21 +71,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         seen = self._record()
-        if seen.path == "/api/now/table/sys_user":
+        table = seen.path.removeprefix("/api/now/table/") if seen.path.startswith("/api/now/table/") else None
+        tables = self.server.tables
+        if table is None:
+            self._answer(404, {"error": {"message": "No such path"}})
+        elif table in tables and isinstance(tables[table], int):  # e.g. 403: the user may not read it
+            self._answer(tables[table], {"error": {"message": "User Not Authorized", "detail": None}})
+        elif table in tables:
+            self._answer(200, {"result": tables[table]})
+        elif table == "sys_user":
             self._answer(200, {"result": [ADMIN_ROW]})
         else:
-            self._answer(404, {"error": {"message": "No such path"}})
+            self._answer(400, {"error": {"message": f"Invalid table {table}", "detail": None}, "status": "failure"})
 
 
 class StandIn:
     """`with StandIn() as server:` serves on server.url until the block ends."""
 
-    def __init__(self, rotate_to: str | None = None, silent: bool = False) -> None:
+    def __init__(
+        self, rotate_to: str | None = None, silent: bool = False, tables: dict[str, list[dict] | int] | None = None
+    ) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.seen = []
         self._server.rotate_to = rotate_to
         self._server.silent = silent
+        # table -> the rows any read answers (the test gives what the query would find), or an error status
+        self._server.tables = {name: [] for name in STAGING_TABLES} if tables is None else tables
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property

@@ -74,14 +74,17 @@ def test_rest_error_body_is_kept_as_detail():
     assert error.detail == "User Not Authenticated: Required to provide Auth information"
 
 
-def test_forbidden_says_the_user_needs_the_admin_role():
+def test_forbidden_names_the_integration_role_not_admin():
+    """A 403 is fixed by the update set's role u_itam_integration (it contains import_transformer, the least role
+    that loads through the Import Set API: research notes, practitioner and Harness docs), not by the admin role."""
     body = {
         "error": {"message": "Operation Failed", "detail": "ACL Exception Insert Failed due to security constraints"}
     }
     error = errors.from_response(answer(403, body), HOST, what="the staging table u_x", username="itam.export")
 
     assert error.kind is ErrorKind.FORBIDDEN and error.stops_run and not error.retryable
-    assert "itam.export needs the admin role" in error.message and HOST in error.message
+    assert "itam.export needs the role u_itam_integration" in error.message and HOST in error.message
+    assert "ask your ServiceNow admin to grant it" in error.message
     assert "ACL Exception" in error.detail
 
 
