@@ -4,6 +4,7 @@ clone of the repository); afterwards Ctrl-C must leave nothing running."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,9 @@ def running_demo(tmp_path_factory):
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     ports = {"port": free_port(), "sandbox": free_port(), "redis": free_port()}
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "ITAM_DEMO", "VIRTUAL_ENV")}
+    temp = clone.parent / "tmp"  # the demo's temporary directory: empty again once it stopped
+    temp.mkdir()
+    env["TMPDIR"] = str(temp)
     log_path = clone.parent / "demo.log"
     with open(log_path, "wb") as log:
         demo = subprocess.Popen(
@@ -71,6 +75,7 @@ def running_demo(tmp_path_factory):
         "clone": clone,
         "ports": ports,
         "log": log_path,
+        "temp": temp,
     }
     if demo.poll() is None:
         os.killpg(demo.pid, signal.SIGKILL)
@@ -148,6 +153,14 @@ def test_seed_steps_on_the_running_demo(running_demo, page, page_log):
     page.goto(sandbox + "/")
     screenshot(page, "seed-06-sandbox-received")
 
+    # The history: the recent runs as a chart drawn on the server, with the table beside it.
+    page.goto(portal + INTEGRATIONS)
+    page.get_by_role("link", name="Export history").click()
+    expect(page.get_by_role("img", name=re.compile("Recent exports"))).to_be_visible()
+    expect(page.locator("table#history tbody tr")).to_have_count(1)
+    assert_accessible(page, "the export history")
+    screenshot(page, "seed-07-export-history")
+
     # Unticking custom credentials and saving clears them.
     page.goto(portal + INTEGRATIONS)
     page.get_by_label("Use custom credentials").uncheck()
@@ -167,6 +180,7 @@ def test_viewer_sees_no_integrations_tab_on_the_demo(running_demo, page):
     expect(page.locator("nav.tabs")).not_to_contain_text("Integrations")
     response = page.goto(portal + INTEGRATIONS)
     assert response.status == 403
+    expect(page.get_by_role("heading", name="You do not have access to Integrations")).to_be_visible()
 
 
 def test_ctrl_c_stops_everything_the_demo_started(running_demo):
@@ -182,3 +196,5 @@ def test_ctrl_c_stops_everything_the_demo_started(running_demo):
     for name, port in running_demo["ports"].items():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"the {name} port is still answering"
+    left = [path.name for path in running_demo["temp"].iterdir() if path.name.startswith("itam-redis-")]
+    assert left == [], f"the demo left {left} in its temporary directory"
