@@ -1,6 +1,10 @@
 """The REST API's door (bearer or basic auth, rate limits) and the Import Set API:
-`POST /api/now/import/{staging_table}`, `.../insertMultiple` and `GET .../{sys_id}`. Never transforms a batch on
-the request path: insertMultiple only stores it for the worker."""
+`POST /api/now/import/{staging_table}`, `.../insertMultiple` and `GET .../{sys_id}`. Never transforms an
+asynchronous batch on the request path: insertMultiple only stages it for the scheduler.
+
+Refusals follow ServiceNow: a staging table the instance does not have answers 400 `Invalid table <name>`; a body
+over the limit is refused before it is read; loading needs import_transformer (inherited counts) and the staging
+table's create ACL, or admin."""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from werkzeug.exceptions import HTTPException
 
 from servicenow_sandbox import errors
 from servicenow_sandbox.accounts import Caller
-from servicenow_sandbox.schema import TABLES, TRANSFORM_MAPS
 from servicenow_sandbox.state import SandboxState
 
 bp = Blueprint("sandbox_api", __name__)
@@ -66,18 +69,22 @@ def api_http_error(error: HTTPException) -> Response | HTTPException:
     if error.code == 405:
         return errors.api_error(405, "Method not Supported for API", f"{request.method} {request.path}")
     if error.code == 413:
-        return errors.payload_too_large(state().settings.max_payload_bytes)
+        settings = state().settings
+        return errors.payload_too_large(
+            request.content_length or 0, settings.max_payload_bytes, settings.oversize_status
+        )
     return errors.api_error(error.code or 500, error.name, error.description)
 
 
 def _check_import(staging_table: str) -> Response | None:
-    if staging_table not in TRANSFORM_MAPS:
+    sandbox = state()
+    if staging_table not in sandbox.catalog.staging:
         return errors.invalid_table(staging_table)
-    if not g.caller.is_admin:
-        return errors.insert_forbidden()
-    limit = state().settings.max_payload_bytes
+    limit = sandbox.settings.max_payload_bytes
     if (request.content_length or 0) > limit:
-        return errors.payload_too_large(limit)
+        return errors.payload_too_large(request.content_length or 0, limit, sandbox.settings.oversize_status)
+    if not sandbox.access.may_load(g.caller.effective, staging_table):
+        return errors.insert_forbidden()
     return None
 
 
@@ -90,7 +97,7 @@ def _import_body(staging_table: str) -> tuple[object, str] | Response:
     try:
         return json.loads(text), text
     except ValueError:
-        return errors.bad_request("Exception while reading request", "The request body is not valid JSON")
+        return errors.not_parsable()
 
 
 def import_one(staging_table: str) -> Response:
@@ -125,21 +132,28 @@ def insert_multiple(staging_table: str) -> Response:
 
 
 def staged_record(staging_table: str, sys_id: str) -> Response:
-    if staging_table not in TRANSFORM_MAPS:
+    sandbox = state()
+    staging = sandbox.catalog.staging.get(staging_table)
+    if staging is None:
         return errors.invalid_table(staging_table)
-    row = state().store.get(TABLES[staging_table], sys_id)
-    if row is None:
+    row = sandbox.store.get(staging.table, sys_id)
+    if row is None or sandbox.access.may_read(g.caller.effective, staging_table) is None:
         return errors.no_record()
-    tmap = TRANSFORM_MAPS[staging_table]
-    import_set = state().store.get(TABLES["sys_import_set"], str(row["sys_import_set"])) or {}
+    tmap = next((m for m in staging.maps if m.sys_id == row["sys_transform_map"]), None)
+    tmap = tmap or sandbox.imports.transform_map(staging_table)
+    import_set = sandbox.store.get(sandbox.catalog.tables["sys_import_set"], str(row["sys_import_set"])) or {}
     target_id = str(row["sys_target_sys_id"])
+    target_table = tmap.target_table if tmap else ""
     result = {
-        "transform_map": tmap.name,
-        "table": tmap.target_table,
-        "record_link": f"{request.host_url.rstrip('/')}/api/now/table/{tmap.target_table}/{target_id}",
+        "transform_map": tmap.name if tmap else "",
+        "table": target_table,
+        "record_link": f"{request.host_url.rstrip('/')}/api/now/table/{target_table}/{target_id}",
         "status": row["sys_import_state"],
         "sys_id": target_id or sys_id,
     }
+    if row["sys_import_state_comment"]:
+        key = "error_message" if row["sys_import_state"] == "error" else "status_message"
+        result[key] = row["sys_import_state_comment"]
     return errors.json_response(
         {"import_set": import_set.get("number", ""), "staging_table": staging_table, "result": [result]}
     )

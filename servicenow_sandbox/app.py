@@ -128,15 +128,18 @@ class WireMiddleware:
         return body
 
 
-def create_sandbox_app(settings: SandboxSettings | None = None, **overrides: object) -> Flask:
-    """A sandbox app with fresh state (seeded users and default client, transform worker running).
+def create_sandbox_app(
+    settings: SandboxSettings | None = None, app_xml: str | None = None, **overrides: object
+) -> Flask:
+    """A sandbox app (seeded users, transform scheduler running): a stock instance, with the update set
+    ``app_xml`` (XML text) installed when given.
 
     The state is `app.extensions["itam_sandbox"]` (a SandboxState); call `state.close()` when done.
     """
     settings = settings or SandboxSettings.from_env()
     if overrides:
         settings = replace(settings, **overrides)
-    sandbox = SandboxState(settings)
+    sandbox = SandboxState(settings, app_xml)
     app = Flask(__name__, static_folder="static", static_url_path="/sandbox/static")
     app.secret_key = secrets.token_hex(32)
     app.json.sort_keys = False  # type: ignore[attr-defined]

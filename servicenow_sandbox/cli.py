@@ -16,6 +16,7 @@ import requests
 
 from servicenow_sandbox.server import SandboxServer, check_loopback, serve
 from servicenow_sandbox.settings import SandboxSettings
+from servicenow_sandbox.update_sets import UpdateSetError
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -61,8 +62,15 @@ def _default_database() -> str:
 @click.option("--access-token-seconds", type=click.FloatRange(1), help="Access token lifetime [default: 1800].")
 @click.option("--refresh-token-seconds", type=click.FloatRange(1), help="Refresh token lifetime [default: 100 days].")
 @click.option("--rotate-refresh-tokens", is_flag=True, help="Refresh grants return a new refresh token.")
-@click.option("--max-payload-mb", type=click.FloatRange(0.001), help="Request body limit (413 past it) [default: 10].")
-@click.option("--orphan-installs", type=click.Choice(["link_later", "error"]), default="link_later", show_default=True)
+@click.option("--max-payload-mb", type=click.FloatRange(0.001), help="Request body limit (refused past it, as ServiceNow does) [default: 10].")
+@click.option("--stock", is_flag=True, help="Start as a stock instance: nothing installed (see the import page).")
+@click.option(
+    "--install-app",
+    "install_app",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Install this update set XML (e.g. from `itam servicenow-app`) instead of the connector's built-in one.",
+)
 @click.option(
     "--transform-seconds",
     type=click.FloatRange(0),
@@ -91,7 +99,8 @@ def sandbox_command(
     refresh_token_seconds: float | None,
     rotate_refresh_tokens: bool,
     max_payload_mb: float | None,
-    orphan_installs: str,
+    stock: bool,
+    install_app: str | None,
     transform_seconds: float,
     transform_jitter: float,
     tls: bool,
@@ -109,9 +118,16 @@ def sandbox_command(
     database = None if memory else (db_path or _default_database())
     if database:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if stock and install_app:
+        raise click.UsageError("Use either --stock or --install-app, not both.")
+    app_xml = None
+    if install_app:
+        try:
+            app_xml = Path(install_app).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise click.BadParameter(f"cannot read {install_app}: {error}", param_hint="--install-app") from None
     overrides: dict[str, object] = {
         "database": database,
-        "orphan_installs": orphan_installs,
         "transform_seconds": transform_seconds,
         "transform_jitter": transform_jitter,
     }
@@ -125,10 +141,18 @@ def sandbox_command(
         overrides["max_payload_bytes"] = int(max_payload_mb * 1024 * 1024)
     try:
         server = SandboxServer(
-            port, host, settings=SandboxSettings.from_env(**overrides), tls=tls, access_log=access_log
+            port,
+            host,
+            settings=SandboxSettings.from_env(**overrides),
+            app=app_xml,
+            installed=not stock,
+            tls=tls,
+            access_log=access_log,
         )
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
+    except UpdateSetError as error:
+        raise click.BadParameter(f"{install_app} is not an update set the sandbox can install: {error}") from None
     for client_id, secret in parsed_clients:
         server.add_client(client_id, secret)
     server.faults.set_latency(latency_ms)
@@ -138,9 +162,14 @@ def sandbox_command(
     def announce(running: SandboxServer) -> None:
         click.echo(f"ServiceNow sandbox listening on {running.url}", err=False)
         click.echo(f"  state: {database or 'memory'}; users admin/admin, itil/itil", err=True)
-        click.echo(f"  default OAuth client: {running.state.settings.default_client_id}", err=True)
+        sets = [found["name"] for found in running.state.installed_update_sets()]
+        click.echo(f"  installed: {', '.join(sets) if sets else 'nothing (a stock instance)'}", err=True)
+        click.echo(f"  import an update set: {running.url}/sys_remote_update_set.do", err=True)
         click.echo(f"  transforms: {transform_seconds:g} s per import set (jitter {transform_jitter:g})", err=True)
-        click.echo(f"  Generate OAuth Token: {running.url}/oauth_token_generator.do", err=True)
+        page = running.state.catalog.token_page()
+        if page is not None:
+            click.echo(f"  default OAuth client: {running.state.settings.default_client_id}", err=True)
+            click.echo(f"  Generate OAuth Token: {running.url}{page[1].path}", err=True)
 
     serve(server, announce)
 

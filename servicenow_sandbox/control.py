@@ -27,7 +27,11 @@ GET /sandbox/api/faults -> the "faults" object above. GET /sandbox/api/state[?wa
 (see SandboxState.snapshot). POST /sandbox/api/clients {"client_id", "client_secret", "name"}; POST
 /sandbox/api/refresh_tokens {"username", "password", "client_id"} -> {"refresh_token"}; POST /sandbox/api/records
 {"table": "cmdb_ci_computer", "records": [{"name": ..., "serial_number": ...}]} -> {"records": [{"sys_id", ...}]}
-(records another source wrote); POST /sandbox/api/reset. Errors: 400/415 {"error": "..."}.
+(records another source wrote); POST /sandbox/api/update_sets {"xml": "<unload>..."} -> {"installed": NAME}
+(import and commit an update set); POST /sandbox/api/users {"user_name", "password", "roles": [...]};
+POST /sandbox/api/config {"column_mapping": {"table": T, "mapping": "column_name"|"label"|null},
+"transform_map_active": {"table": T, "active": false}, "read_roles": {"table": T, "roles": [...]|null}};
+POST /sandbox/api/reset. Errors: 400/415 {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from collections.abc import Mapping
 
 from flask import Blueprint, Response, current_app, request
 
-from servicenow_sandbox.accounts import ClientRefused, GrantRefused, NotAdmin
+from servicenow_sandbox.accounts import ClientRefused, GrantRefused
 from servicenow_sandbox.errors import json_response
 from servicenow_sandbox.state import SandboxState
+from servicenow_sandbox.update_sets import UpdateSetError
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox/api")
 
@@ -151,10 +156,8 @@ def refresh_token() -> Response:
         )
     except GrantRefused:
         return _problem(401, "Wrong user name or password")
-    except NotAdmin:
-        return _problem(403, "Only users with the admin role can generate an OAuth token")
     except ClientRefused:
-        return _problem(404, "No such OAuth client")
+        return _problem(404, "No such OAuth client (or it has no secret)")
     return json_response({"refresh_token": token})
 
 
@@ -172,6 +175,63 @@ def add_records() -> Response:
     except (KeyError, ValueError) as error:
         return _problem(400, str(error).strip("'\""))
     return json_response({"records": rows})
+
+
+@bp.post("/update_sets")
+def install_update_set() -> Response:
+    """Import and commit an update set: {"xml": "<?xml ...><unload>...</unload>"}."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    try:
+        app = state().install_update_set(str(body.get("xml", "")))
+    except UpdateSetError as error:
+        return _problem(400, f"Not installed: {error}")
+    return json_response({"installed": app.name, "staging_tables": list(app.staging_tables)})
+
+
+@bp.post("/users")
+def add_user() -> Response:
+    """A local user: {"user_name", "password", "roles": ["u_itam_integration"], "name"}."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    roles = body.get("roles") or []
+    if not isinstance(roles, list):
+        return _problem(400, "roles must be a list of role names")
+    try:
+        row = state().add_user(
+            str(body.get("user_name", "")),
+            str(body.get("password", "")),
+            [str(r) for r in roles],
+            str(body.get("name", "")),
+        )
+    except ValueError as error:
+        return _problem(400, str(error))
+    return json_response({"sys_id": row["sys_id"], "user_name": row["user_name"]})
+
+
+@bp.post("/config")
+def configure() -> Response:
+    """Instance configuration an admin would change by hand (see the module docstring)."""
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    sandbox = state()
+    try:
+        mapping = body.get("column_mapping")
+        if isinstance(mapping, Mapping):
+            sandbox.set_column_mapping(str(mapping.get("table", "")), mapping.get("mapping"))
+        active = body.get("transform_map_active")
+        if isinstance(active, Mapping):
+            sandbox.set_transform_map_active(str(active.get("table", "")), bool(active.get("active")))
+        readers = body.get("read_roles")
+        if isinstance(readers, Mapping):
+            roles = readers.get("roles")
+            sandbox.set_read_roles(str(readers.get("table", "")), None if roles is None else [str(r) for r in roles])
+    except (KeyError, ValueError) as error:
+        return _problem(400, str(error).strip("'\""))
+    return json_response({"configured": True})
 
 
 @bp.post("/reset")

@@ -27,7 +27,9 @@ def insert_forbidden() -> Response:
 
 
 def invalid_table(name: str) -> Response:
-    return api_error(404, f"Invalid table {name}", None)
+    """A table the instance does not have, in the Table API and the Import Set API (recorded answers:
+    SERVICENOW-FACTS)."""
+    return api_error(400, f"Invalid table {name}", None)
 
 
 def no_record() -> Response:
@@ -38,8 +40,20 @@ def bad_request(message: str, detail: str | None = None) -> Response:
     return api_error(400, message, detail)
 
 
-def payload_too_large(limit: int) -> Response:
-    return api_error(413, "Request entity too large", f"The request body exceeds the limit of {limit} bytes")
+def payload_too_large(length: int, limit: int, status: int = 400) -> Response:
+    """A body over glide.rest.max_content_length, refused before it is read (KB0747638 gives the body; the status
+    is not in the KB: 400 as for the other "Exception while reading request" answers, configurable)."""
+    detail = f"Rejected large REST payload with content-length = {length} bytes. Max allowed: {limit} bytes."
+    return api_error(status, "Exception while reading request", detail)
+
+
+def not_parsable() -> Response:
+    """A body that is not JSON (ServiceNow KB text for an unparsable REST body)."""
+    return api_error(
+        400,
+        "Exception while reading request",
+        "Verify Request body and Content-type headers. Not able to parse request",
+    )
 
 
 # KB1297438 (ServiceNow support): a REST transaction cancelled by a transaction quota rule "will send the following

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from servicenow_sandbox.catalog import Catalog
 from servicenow_sandbox.faults import Faults
-from servicenow_sandbox.schema import TABLES, TRANSFORM_MAPS
 from servicenow_sandbox.settings import SandboxSettings
 from servicenow_sandbox.store import Store, now_text
 from servicenow_sandbox.transform import RowResult, apply, as_text, plan
+from servicenow_sandbox.update_sets import TransformMap
 
 log = logging.getLogger(__name__)
 STATES = ("inserted", "updated", "ignored", "skipped", "error")
@@ -53,9 +54,11 @@ class ImportService:
         store: Store,
         settings: SandboxSettings,
         faults: Faults,
+        catalog: Catalog,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.catalog = catalog
         self.settings = settings
         self.faults = faults
         self.clock = clock
@@ -136,8 +139,8 @@ class ImportService:
             not multi_id
             or not conn.execute("SELECT 1 FROM sys_multi_import_set WHERE sys_id = ?", (multi_id,)).fetchone()
         ):
-            multi = Store.complete_row(TABLES["sys_multi_import_set"], {"state": "pending"}, user)
-            Store.insert_rows(conn, TABLES["sys_multi_import_set"], [multi])
+            multi = Store.complete_row(self.catalog.tables["sys_multi_import_set"], {"state": "pending"}, user)
+            Store.insert_rows(conn, self.catalog.tables["sys_multi_import_set"], [multi])
             multi_id = str(multi["sys_id"])
         values = {
             "number": Store.next_number(conn, "ISET"),
@@ -146,24 +149,52 @@ class ImportService:
             "mode": mode,
             "multi_import_set": multi_id,
         }
-        import_set = Store.complete_row(TABLES["sys_import_set"], values, user)
-        Store.insert_rows(conn, TABLES["sys_import_set"], [import_set])
+        import_set = Store.complete_row(self.catalog.tables["sys_import_set"], values, user)
+        Store.insert_rows(conn, self.catalog.tables["sys_import_set"], [import_set])
         return import_set, multi_id
 
-    @staticmethod
-    def _stage(conn: sqlite3.Connection, staging_table: str, import_set_id: str, records: list, user: str) -> None:
-        """Insert the records as pending staging rows of the import set (keys the table lacks land nowhere)."""
-        staging = TABLES[staging_table]
+    def transform_map(self, staging_table: str) -> TransformMap | None:
+        """The staging table's transform map as the instance has it now: the first (by order) whose
+        sys_transform_map record is active (an admin may deactivate one), with the installed field maps."""
+        staging = self.catalog.staging.get(staging_table)
+        if staging is None:
+            return None
+        rows = self.store.execute(
+            "SELECT sys_id FROM sys_transform_map WHERE source_table = ? AND active = 'true' ORDER BY \"order\", name",
+            (staging_table,),
+        )
+        by_id = {m.sys_id: m for m in staging.maps}
+        return next((by_id[row[0]] for row in rows if row[0] in by_id), None)
+
+    def insert_multiple_entry(self, staging_table: str) -> dict | None:
+        """The active REST Insert Multiple record of a staging table, as it stands now (an admin may edit it)."""
+        rows = self.store.execute(
+            "SELECT * FROM sys_rest_insert_multiple WHERE source_table = ? AND active = 'true' ORDER BY rowid",
+            (staging_table,),
+        )
+        return dict(rows[0]) if rows else None
+
+    def _stage(
+        self, conn: sqlite3.Connection, staging_table: str, import_set_id: str, records: list, user: str
+    ) -> None:
+        """Insert the records as pending staging rows of the import set. JSON keys are matched to column names only
+        when the table's REST Insert Multiple entry says Column name; otherwise to column labels (Import Set API
+        docs), so keys that are column names land nowhere and the rows arrive empty. Unknown keys are dropped."""
+        staging = self.catalog.staging[staging_table]
+        entry = self.insert_multiple_entry(staging_table)
+        if entry is not None and entry["column_mapping"] == "column_name":
+            columns = {name: name for name in staging.table.labels}  # JSON key -> column
+        else:
+            columns = dict(staging.columns_by_label)
         stamp = now_text()
         rows = []
         for number, record in enumerate(records, start=1):
-            values = (
-                {k: as_text(v) for k, v in record.items() if k in staging.columns} if isinstance(record, dict) else {}
-            )
-            row = Store.complete_row(staging, values, user, stamp)
+            items = record.items() if isinstance(record, dict) else ()
+            values = {columns[key]: as_text(value) for key, value in items if key in columns}
+            row = Store.complete_row(staging.table, values, user, stamp)
             row.update(sys_import_set=import_set_id, sys_import_row=number, sys_import_state="pending")
             rows.append(row)
-        Store.insert_rows(conn, staging, rows)
+        Store.insert_rows(conn, staging.table, rows)
 
     def accept_batch(
         self,
@@ -175,31 +206,41 @@ class ImportService:
     ) -> dict:
         """Stage an insertMultiple body's records and queue their import set; answer ServiceNow's ids. With
         ``run_after`` (an import set's sys_id) the transform waits until that import set is transformed."""
+        entry = self.insert_multiple_entry(staging_table)
+        mode = "synchronous" if entry is not None and entry["transform"] == "synchronous" else "asynchronous"
         with self.store.transaction() as conn:
-            import_set, multi_id = self._new_import_set(conn, staging_table, "asynchronous", multi_id, user_name)
+            import_set, multi_id = self._new_import_set(conn, staging_table, mode, multi_id, user_name)
             self._stage(conn, staging_table, str(import_set["sys_id"]), records, user_name)
             conn.execute("UPDATE sys_import_set SET state = 'loaded' WHERE sys_id = ?", (import_set["sys_id"],))
-            cursor = conn.execute(
-                "INSERT INTO sandbox_job (import_set, staging_table, user_name, run_after) VALUES (?, ?, ?, ?)",
-                (import_set["sys_id"], staging_table, user_name, run_after or ""),
-            )
-        self._add_job(int(cursor.lastrowid), str(import_set["sys_id"]), staging_table, user_name, run_after or "")
+            cursor = None
+            if mode == "asynchronous":
+                cursor = conn.execute(
+                    "INSERT INTO sandbox_job (import_set, staging_table, user_name, run_after) VALUES (?, ?, ?, ?)",
+                    (import_set["sys_id"], staging_table, user_name, run_after or ""),
+                )
+        if cursor is None:  # a synchronous entry: transformed before answering (run_after does not apply)
+            self._transform(staging_table, str(import_set["sys_id"]), user_name)
+        else:
+            self._add_job(int(cursor.lastrowid), str(import_set["sys_id"]), staging_table, user_name, run_after or "")
         return {"import_set_id": import_set["sys_id"], "multi_import_set_id": multi_id}
 
     def import_one(self, staging_table: str, record: dict, user_name: str, base_url: str) -> dict:
         """The synchronous single-record import: stage, transform and answer the per-record result."""
-        tmap = TRANSFORM_MAPS[staging_table]
         with self.store.transaction() as conn:
             import_set, _ = self._new_import_set(conn, staging_table, "synchronous", None, user_name)
             self._stage(conn, staging_table, str(import_set["sys_id"]), [record], user_name)
-        result = self._transform(staging_table, str(import_set["sys_id"]), user_name)[0]
-        target = TABLES[tmap.target_table]
+        results = self._transform(staging_table, str(import_set["sys_id"]), user_name)
+        tmap = self.transform_map(staging_table)
+        if not results or tmap is None:
+            return {"import_set": import_set["number"], "staging_table": staging_table, "result": []}
+        result = results[0]
+        target = self.catalog.tables.get(tmap.target_table)
         sys_id = result.target_sys_id or result.staging_sys_id
         table_name = tmap.target_table if result.target_sys_id else staging_table
         answer = {
             "transform_map": tmap.name,
             "table": tmap.target_table,
-            "display_name": target.display,
+            "display_name": target.display if target else "",
             "display_value": result.display_value,
             "record_link": f"{base_url}/api/now/table/{table_name}/{sys_id}",
             "status": result.state,
@@ -256,11 +297,15 @@ class ImportService:
 
     def _begin(self, job: Job) -> None:
         """The transform starts: a running sys_import_set_run appears, as in ServiceNow's Transform History."""
-        total = self.store.count(TABLES[job.staging_table], "sys_import_set = ?", (job.import_set_id,))
-        values = {"set": job.import_set_id, "sys_transform_map": TRANSFORM_MAPS[job.staging_table].name}
-        run = Store.complete_row(TABLES["sys_import_set_run"], {**values, "state": "running", "total": total}, "system")
+        tmap = self.transform_map(job.staging_table)
+        if tmap is None:
+            return  # no transform map: no run, the rows stay pending (see _transform)
+        total = self.store.count(self.catalog.tables[job.staging_table], "sys_import_set = ?", (job.import_set_id,))
+        runs = self.catalog.tables["sys_import_set_run"]
+        values = {"set": job.import_set_id, "sys_transform_map": tmap.sys_id, "state": "running", "total": total}
+        run = Store.complete_row(runs, values, "system")
         with self.store.transaction() as conn:
-            Store.insert_rows(conn, TABLES["sys_import_set_run"], [run])
+            Store.insert_rows(conn, runs, [run])
         job.run_id = str(run["sys_id"])
 
     def _finish(self, job: Job) -> None:
@@ -273,22 +318,28 @@ class ImportService:
             self._changed.notify_all()
 
     def _transform(self, staging: str, import_set_id: str, user: str, job: Job | None = None) -> list[RowResult]:
-        """Plan from the staged rows, then write everything (and the run's counts) in one transaction."""
+        """Plan from the staged rows, then write everything (and the run's counts) in one transaction. Without an
+        active transform map nothing happens: the import set stays loaded and its rows pending, as ServiceNow leaves
+        an import set it has no map for."""
         started = time.perf_counter()
         with self._transforming:
-            planned = plan(self.store, staging, import_set_id, user, self.faults, self.settings.orphan_installs)
+            tmap = self.transform_map(staging)
+            planned = plan(self.store, self.catalog, tmap, import_set_id, user, self.faults) if tmap else None
             with self.store.transaction() as conn:
-                results = apply(conn, planned)
-                self._record_run(conn, staging, import_set_id, results, user, time.perf_counter() - started, job)
+                results: list[RowResult] = []
+                if planned is not None:
+                    results = apply(conn, self.catalog, planned)
+                    took = time.perf_counter() - started
+                    self._record_run(conn, planned.transform_map.sys_id, import_set_id, results, user, took, job)
                 if job is not None:
                     conn.execute("UPDATE sandbox_job SET state = 'done' WHERE id = ?", (job.job_id,))
             self.work_seconds += time.perf_counter() - started
         return results
 
-    @staticmethod
     def _record_run(
+        self,
         conn: sqlite3.Connection,
-        staging: str,
+        transform_map_id: str,
         import_set_id: str,
         results: list[RowResult],
         user: str,
@@ -296,9 +347,10 @@ class ImportService:
         job: Job | None,
     ) -> None:
         counts = {state: sum(1 for r in results if r.state == state) for state in STATES}
+        runs = self.catalog.tables["sys_import_set_run"]
         values = {
             "set": import_set_id,
-            "sys_transform_map": TRANSFORM_MAPS[staging].name,
+            "sys_transform_map": transform_map_id,
             "state": "complete_with_errors" if counts["error"] else "complete",
             "total": len(results),
             "processed": len(results),
@@ -311,12 +363,9 @@ class ImportService:
             "run_time": f"{(job.seconds if job else 0) + took:.3f}",
         }
         if job is not None and job.run_id:
-            columns = list(values)
-            Store.update_rows(conn, TABLES["sys_import_set_run"], columns, [{**values, "sys_id": job.run_id}])
+            Store.update_rows(conn, runs, list(values), [{**values, "sys_id": job.run_id}])
         else:
-            Store.insert_rows(
-                conn, TABLES["sys_import_set_run"], [Store.complete_row(TABLES["sys_import_set_run"], values, user)]
-            )
+            Store.insert_rows(conn, runs, [Store.complete_row(runs, values, user)])
         conn.execute(
             "UPDATE sys_import_set SET state = 'processed', load_completed = ? WHERE sys_id = ?",
             (now_text(), import_set_id),

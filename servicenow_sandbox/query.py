@@ -1,12 +1,14 @@
 """Turns a ServiceNow encoded query (`sysparm_query`) into a SQL WHERE and ORDER BY for one table.
 
-Like ServiceNow, a condition on a field the table does not have is ignored rather than refused. It never puts
-client text into SQL: fields are checked against the schema, values are bound parameters.
+Like ServiceNow, a condition on a field the table does not have is ignored rather than refused. A dot-walked field
+(`user.user_name=admin`) follows a reference column into the table it names. It never puts client text into SQL:
+fields are checked against the catalog's tables, values are bound parameters.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servicenow_sandbox.schema import Table
@@ -32,8 +34,21 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _condition(table: Table, text: str, params: list[object], ignored: list[str]) -> str | None:
+Resolve = Callable[[str], Table | None]
+
+
+def _condition(
+    table: Table, text: str, params: list[object], ignored: list[str], resolve: Resolve | None
+) -> str | None:
     match = _CONDITION.match(text)
+    if match and "." in match["field"] and resolve is not None:
+        reference, _, rest = match["field"].partition(".")
+        referenced = resolve(table.references.get(reference, ""))
+        if referenced is not None:
+            inner = _condition(referenced, rest + text[len(match["field"]) :], params, ignored, resolve)
+            if inner is None:
+                return None
+            return f"{quoted(reference)} IN (SELECT sys_id FROM {quoted(referenced.name)} WHERE {inner})"
     if not match or not table.has(match["field"]):
         ignored.append(text)
         return None
@@ -60,9 +75,10 @@ def _condition(table: Table, text: str, params: list[object], ignored: list[str]
     return "1 = 1"  # ANYTHING
 
 
-def compile_query(table: Table, encoded: str | None) -> CompiledQuery:
+def compile_query(table: Table, encoded: str | None, resolve: Resolve | None = None) -> CompiledQuery:
     """SQL for an encoded query: `^` is AND, `^OR` is OR with the previous term, `^NQ` starts a new OR'ed query,
-    `ORDERBYfield` / `ORDERBYDESCfield` sort (first one wins)."""
+    `ORDERBYfield` / `ORDERBYDESCfield` sort (first one wins). ``resolve`` finds a referenced table by name, for
+    dot-walked conditions."""
     result = CompiledQuery()
     if not encoded:
         return result
@@ -82,7 +98,7 @@ def compile_query(table: Table, encoded: str | None) -> CompiledQuery:
                     orders.append(f"{subject} {'DESC' if desc else 'ASC'}")
                 continue
             is_or = term.startswith("OR")
-            sql = _condition(table, term[2:] if is_or else term, result.params, result.ignored)
+            sql = _condition(table, term[2:] if is_or else term, result.params, result.ignored, resolve)
             if sql is None:
                 continue
             if is_or and clauses:

@@ -1,21 +1,18 @@
-"""The tables the sandbox knows (columns, references, choices) and the transform maps between them; pure data.
+"""The tables and roles a stock ServiceNow instance has, as far as this integration meets them; pure data.
 
-Only names listed here ever reach SQL as identifiers, so nothing a client sends can name a column or table.
+Nothing the connector's update set installs is described here: staging tables, their columns, the custom columns
+on target tables, transform maps, roles and the token page come only from installing that update set (catalog.py).
+Only names the catalog knows ever reach SQL as identifiers, so nothing a client sends can name a column or table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 def _cols(text: str) -> tuple[str, ...]:
     return tuple(text.split())
-
-
-def _pairs(text: str) -> dict[str, str]:
-    """'staging=target ...' pairs of a transform map."""
-    return dict(pair.split("=", 1) for pair in text.split())
 
 
 SYSTEM_COLUMNS = (
@@ -39,6 +36,9 @@ class Table:
     references: Mapping[str, str] = field(default_factory=dict)
     choices: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     defaults: Mapping[str, object] = field(default_factory=dict)  # dictionary defaults of a new record
+    labels: Mapping[str, str] = field(default_factory=dict)  # column -> label, where one is known
+    number_prefix: str = ""  # tables whose records get numbers (ISET0010001, CNTR0010001, ...)
+    extends: str = ""
 
     @property
     def all_columns(self) -> tuple[str, ...]:
@@ -50,17 +50,21 @@ class Table:
     def is_integer(self, column: str) -> bool:
         return column == "sys_mod_count" or column in self.integers
 
-
-@dataclass(frozen=True)
-class TransformMap:
-    name: str
-    staging_table: str
-    target_table: str
-    field_map: Mapping[str, str]  # staging column -> target column
+    def with_columns(self, columns: tuple[str, ...], labels: Mapping[str, str], integers: frozenset[str]) -> Table:
+        """This table with more columns (an update set adding custom columns, or a staging table's own)."""
+        added = tuple(column for column in columns if column not in self.columns)
+        return replace(
+            self,
+            columns=self.columns + added,
+            labels={**self.labels, **labels},
+            integers=self.integers | integers,
+        )
 
 
 INSTALL_STATUS = {"1": "Installed", "7": "Retired"}
 OPERATIONAL_STATUS = {"1": "Operational", "6": "Retired"}
+# ast_contract's state choices as far as public material shows them (*unverified* beyond these).
+CONTRACT_STATES = {"draft": "Draft", "active": "Active", "expired": "Expired", "cancelled": "Cancelled"}
 IMPORT_ROW_COLUMNS = (
     "sys_import_set",
     "sys_import_row",
@@ -72,34 +76,13 @@ IMPORT_ROW_COLUMNS = (
     "sys_row_error",
 )
 IMPORT_ROW_STATES = {s: s.capitalize() for s in ("pending", "inserted", "updated", "ignored", "skipped", "error")}
+IMPORT_SET_ROW = "sys_import_set_row"
 
-HARDWARE_FIELDS = _cols(
-    "u_source_id u_name u_serial_number u_manufacturer u_model u_os u_os_version u_cpu_type u_cpu_count "
-    "u_cpu_core_count u_ram_mb u_disk_space_gb u_ip_address u_mac_address u_is_virtual "
-    "u_last_inventory_date u_operational_status"
-)
-CONTRACT_FIELDS = _cols(
-    "u_source_id u_contract_number u_vendor u_description u_contract_type u_starts u_ends u_total_cost "
-    "u_currency u_state u_renewable u_operational_status"
-)
-INSTALL_FIELDS = _cols(
-    "u_source_id u_computer_source_id u_computer_name u_display_name u_publisher u_version u_edition "
-    "u_install_date u_install_location u_operational_status"
-)
+# The data ServiceNow holds and an export writes into; reset_data() empties these, never the configuration.
+TARGET_TABLES = ("cmdb_ci_computer", "ast_contract", "cmdb_sam_sw_install")
+IMPORT_TABLES = ("sys_import_set", "sys_import_set_run", "sys_multi_import_set")
 
-
-def _staging(name: str, label: str, fields: tuple[str, ...]) -> Table:
-    return Table(
-        name,
-        label,
-        fields + IMPORT_ROW_COLUMNS,
-        integers=frozenset({"sys_import_row"}),
-        references={"sys_import_set": "sys_import_set"},
-        choices={"sys_import_state": IMPORT_ROW_STATES},
-    )
-
-
-TABLES: dict[str, Table] = {
+STOCK_TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         Table(
@@ -112,9 +95,9 @@ TABLES: dict[str, Table] = {
             "cmdb_ci_computer",
             "Computers",
             _cols(
-                "name u_source_id serial_number manufacturer model_number os os_version cpu_type cpu_count "
-                "cpu_core_count ram disk_space ip_address mac_address virtual last_discovered install_status "
-                "operational_status u_operational_status"
+                "name serial_number manufacturer model_number os os_version cpu_type cpu_count cpu_core_count ram "
+                "disk_space ip_address mac_address virtual last_discovered discovery_source install_status "
+                "operational_status"
             ),
             display="name",
             integers=frozenset({"cpu_count", "cpu_core_count", "ram"}),
@@ -125,30 +108,29 @@ TABLES: dict[str, Table] = {
             "ast_contract",
             "Contracts",
             _cols(
-                "number u_source_id vendor_contract vendor short_description contract_model starts ends "
-                "total_cost u_currency state renewable active u_operational_status"
+                "number vendor_contract vendor short_description contract_model starts ends total_cost state "
+                "renewable active"
             ),
             display="number",
+            choices={"state": CONTRACT_STATES},
+            defaults={"active": "true"},
+            number_prefix="CNTR",
         ),
         Table(
             "cmdb_sam_sw_install",
             "Software installations",
-            _cols(
-                "display_name u_source_id installed_on u_computer_source_id u_computer_name publisher version "
-                "edition install_date install_location active u_operational_status"
-            ),
+            _cols("display_name installed_on publisher version edition install_date install_location active"),
             display="display_name",
             references={"installed_on": "cmdb_ci_computer"},
+            defaults={"active": "true"},
         ),
-        _staging("u_itam_hardware_inventory", "ITAM hardware inventory (staging)", HARDWARE_FIELDS),
-        _staging("u_itam_contracts", "ITAM contracts (staging)", CONTRACT_FIELDS),
-        _staging("u_itam_installed_applications", "ITAM installed applications (staging)", INSTALL_FIELDS),
         Table(
             "sys_import_set",
             "Import sets",
             ("number", "table_name", "state", "mode", "multi_import_set", "load_completed", "short_description"),
             display="number",
             references={"multi_import_set": "sys_multi_import_set"},
+            number_prefix="ISET",
         ),
         Table(
             "sys_import_set_run",
@@ -157,51 +139,77 @@ TABLES: dict[str, Table] = {
                 "set sys_transform_map state total processed inserts updates ignored skipped errors completed run_time"
             ),
             integers=frozenset({"total", "processed", "inserts", "updates", "ignored", "skipped", "errors"}),
-            references={"set": "sys_import_set"},
+            references={"set": "sys_import_set", "sys_transform_map": "sys_transform_map"},
         ),
         Table("sys_multi_import_set", "Multi import sets", ("state",)),
+        # Configuration the connector's Test connection reads; an installed update set adds rows to them.
+        Table(
+            "sys_db_object",
+            "Tables",
+            ("name", "label", "super_class", "is_extendable", "access"),
+            display="label",
+            references={"super_class": "sys_db_object"},
+        ),
+        Table(
+            "sys_dictionary",
+            "Dictionary entries",
+            ("name", "element", "column_label", "internal_type", "max_length", "active"),
+            display="element",
+            integers=frozenset({"max_length"}),
+        ),
+        Table(
+            "sys_rest_insert_multiple",
+            "REST Insert Multiples",
+            ("source_table", "column_mapping", "transform", "use_data_source_format", "active"),
+            display="source_table",
+            choices={
+                "column_mapping": {"label": "Label", "column_name": "Column name"},
+                "transform": {"asynchronous": "Asynchronous", "synchronous": "Synchronous"},
+            },
+        ),
+        Table(
+            "sys_transform_map",
+            "Table Transform Maps",
+            ("name", "source_table", "target_table", "active", "order", "run_business_rules", "copy_empty_fields"),
+            display="name",
+            integers=frozenset({"order"}),
+        ),
+        Table(
+            "sys_transform_entry",
+            "Field Maps",
+            ("map", "source_table", "source_field", "target_table", "target_field", "coalesce", "use_source_script"),
+            display="target_field",
+            references={"map": "sys_transform_map"},
+        ),
+        Table("sys_user_role", "Roles", ("name", "description", "elevated_privilege"), display="name"),
+        Table(
+            "sys_user_role_contains",
+            "Contained Roles",
+            ("role", "contains"),
+            references={"role": "sys_user_role", "contains": "sys_user_role"},
+        ),
+        Table(
+            "sys_user_has_role",
+            "User Roles",
+            ("user", "role", "inherited", "state"),
+            references={"user": "sys_user", "role": "sys_user_role"},
+        ),
     )
 }
 
-TRANSFORM_MAPS: dict[str, TransformMap] = {
-    m.staging_table: m
-    for m in (
-        TransformMap(
-            "ITAM Hardware Inventory to Computer",
-            "u_itam_hardware_inventory",
-            "cmdb_ci_computer",
-            _pairs(
-                "u_source_id=u_source_id u_name=name u_serial_number=serial_number u_manufacturer=manufacturer "
-                "u_model=model_number u_os=os u_os_version=os_version u_cpu_type=cpu_type u_cpu_count=cpu_count "
-                "u_cpu_core_count=cpu_core_count u_ram_mb=ram u_disk_space_gb=disk_space u_ip_address=ip_address "
-                "u_mac_address=mac_address u_is_virtual=virtual u_last_inventory_date=last_discovered "
-                "u_operational_status=u_operational_status"
-            ),
-        ),
-        TransformMap(
-            "ITAM Contracts to Contract",
-            "u_itam_contracts",
-            "ast_contract",
-            _pairs(
-                "u_source_id=u_source_id u_contract_number=vendor_contract u_vendor=vendor "
-                "u_description=short_description u_contract_type=contract_model u_starts=starts u_ends=ends "
-                "u_total_cost=total_cost u_currency=u_currency u_state=state u_renewable=renewable "
-                "u_operational_status=u_operational_status"
-            ),
-        ),
-        TransformMap(
-            "ITAM Installed Applications to Software Installation",
-            "u_itam_installed_applications",
-            "cmdb_sam_sw_install",
-            _pairs(
-                "u_source_id=u_source_id u_computer_source_id=u_computer_source_id "
-                "u_computer_name=u_computer_name u_display_name=display_name u_publisher=publisher "
-                "u_version=version u_edition=edition u_install_date=install_date "
-                "u_install_location=install_location u_operational_status=u_operational_status"
-            ),
-        ),
-    )
+# Roles of a stock instance and what they contain. *Unverified* beyond the names: import_admin containing the
+# other import roles is how the roles read, not something checked on an instance.
+STOCK_ROLES: dict[str, tuple[str, ...]] = {
+    "admin": (),
+    "itil": (),
+    "snc_internal": (),
+    "user_admin": (),
+    "web_service_admin": (),
+    "import_transformer": (),
+    "import_set_loader": (),
+    "import_scheduler": (),
+    "import_admin": ("import_transformer", "import_set_loader", "import_scheduler"),
+    "cmdb_read": (),
+    "asset": (),
+    "contract_manager": (),
 }
-
-STAGING_TABLES = tuple(TRANSFORM_MAPS)
-TARGET_TABLES = tuple(m.target_table for m in TRANSFORM_MAPS.values())

@@ -8,11 +8,13 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from flask import Flask
 
 from servicenow_sandbox.app import create_sandbox_app, sandbox_state
+from servicenow_sandbox.connector import connector_update_set
 from servicenow_sandbox.faults import Faults
 from servicenow_sandbox.httpd import WSGIServer
 from servicenow_sandbox.settings import SandboxSettings
@@ -38,6 +40,11 @@ class SandboxServer:
     >>> with SandboxServer() as sandbox:
     ...     token = sandbox.generate_refresh_token()
     ...     # point a client at sandbox.url, then: sandbox.wait_idle(); sandbox.records("cmdb_ci_computer")
+
+    What it has installed: by default the connector's own update set, built for the settings' default client id
+    (``installed=True``); ``app=<XML text>`` installs that update set instead; ``stock=True`` (or
+    ``installed=False``) starts a stock instance with nothing installed (install later with install_update_set or
+    the import page /sys_remote_update_set.do).
     """
 
     def __init__(
@@ -46,12 +53,22 @@ class SandboxServer:
         host: str = "127.0.0.1",
         *,
         settings: SandboxSettings | None = None,
+        app: str | None = None,
+        stock: bool = False,
+        installed: bool = True,
         tls: bool = False,
         access_log: bool = False,
         **overrides: object,
     ) -> None:
         self.host = check_loopback(host)
-        self.app: Flask = create_sandbox_app(settings, **overrides)
+        settings = settings or SandboxSettings.from_env()
+        if overrides:
+            settings = replace(settings, **overrides)
+        if app is not None and (stock or not installed):
+            raise ValueError("app= installs an update set; a stock sandbox has none")
+        if app is None and installed and not stock:
+            app = connector_update_set(settings.default_client_id)
+        self.app: Flask = create_sandbox_app(settings, app)
         self.state: SandboxState = sandbox_state(self.app)
         self.cert_path: Path | None = None
         self._tempdir: tempfile.TemporaryDirectory | None = None
@@ -153,6 +170,26 @@ class SandboxServer:
         self, seconds: float | None = None, *, table: str | None = None, jitter: float | None = None
     ) -> None:
         self.state.set_transform_seconds(seconds, table=table, jitter=jitter)
+
+    def install_update_set(self, xml_text: str):
+        """Import and commit an update set's XML (see SandboxState.install_update_set); returns what it installed."""
+        return self.state.install_update_set(xml_text)
+
+    def add_user(self, user_name: str, password: str, roles: list[str] | tuple[str, ...] = (), name: str = "") -> dict:
+        """A local user with these roles (e.g. ["u_itam_integration"]); contained roles follow."""
+        return self.state.add_user(user_name, password, roles, name)
+
+    def set_roles(self, user_name: str, roles: list[str] | tuple[str, ...]) -> None:
+        self.state.set_roles(user_name, roles)
+
+    def set_read_roles(self, table: str, roles: list[str] | tuple[str, ...] | None) -> None:
+        self.state.set_read_roles(table, roles)
+
+    def set_column_mapping(self, staging_table: str, mapping: str | None) -> None:
+        self.state.set_column_mapping(staging_table, mapping)
+
+    def set_transform_map_active(self, staging_table: str, active: bool) -> None:
+        self.state.set_transform_map_active(staging_table, active)
 
     def reset(self) -> None:
         """Clear faults and forget imported records (users, clients, tokens stay): for a server shared by tests."""

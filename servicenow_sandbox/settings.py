@@ -12,7 +12,6 @@ DEMO_CLIENT_ID = "itam-demo-client"
 DEMO_CLIENT_SECRET = "itam-demo-secret"
 
 
-ORPHAN_INSTALL_POLICIES = ("link_later", "error")
 CLIENT_ERROR_STYLES = ("servicenow", "rfc")
 
 
@@ -27,9 +26,8 @@ class SandboxSettings:
     refresh_token_seconds: float = 100 * 86400.0
     rotate_refresh_tokens: bool = False
     max_payload_bytes: int = 10 * 1024 * 1024
-    # An install whose computer has not arrived yet: inserted now and linked when the computer comes
-    # ("link_later"), or refused as an error row ("error").
-    orphan_installs: str = "link_later"
+    # The status of the answer to a body over max_payload_bytes (its body is KB0747638's; the status is unverified).
+    oversize_status: int = 400
     # ServiceNow answers a wrong client id/secret like any refused grant (401 server_error/access_denied);
     # "rfc" answers 401 invalid_client instead, for clients that want to tell the two apart.
     client_error_style: str = "servicenow"
@@ -46,8 +44,6 @@ class SandboxSettings:
     transform_jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.orphan_installs not in ORPHAN_INSTALL_POLICIES:
-            raise ValueError(f"orphan_installs must be one of {ORPHAN_INSTALL_POLICIES}, not {self.orphan_installs!r}")
         if self.client_error_style not in CLIENT_ERROR_STYLES:
             raise ValueError(f"client_error_style must be one of {CLIENT_ERROR_STYLES}")
         if self.transform_seconds < 0 or any(seconds < 0 for seconds in self.transform_seconds_by_table.values()):

@@ -1,6 +1,9 @@
-"""One sandbox instance's state and the Python controls tests use: data, accounts, faults and counters.
+"""One sandbox instance's state and the Python controls tests use: what is installed, data, accounts, access,
+faults and counters.
 
-It holds no HTTP code; the web layer and the control endpoint call it, never the other way round.
+It holds no HTTP code; the web layer and the control endpoint call it, never the other way round. An instance
+starts stock (no staging tables, no OAuth client, no token page) and gets the connector's side only by installing
+an update set's XML (install_update_set), as a ServiceNow admin does.
 """
 
 from __future__ import annotations
@@ -9,14 +12,17 @@ import threading
 from collections import Counter
 from dataclasses import asdict
 
+from servicenow_sandbox.access import Access
 from servicenow_sandbox.accounts import Accounts, OAuthClient
+from servicenow_sandbox.catalog import Catalog
 from servicenow_sandbox.faults import Faults
 from servicenow_sandbox.imports import ImportService
 from servicenow_sandbox.query import compile_query
-from servicenow_sandbox.schema import STAGING_TABLES, TABLES
+from servicenow_sandbox.schema import IMPORT_TABLES, TARGET_TABLES
 from servicenow_sandbox.settings import SandboxSettings
-from servicenow_sandbox.store import Store
+from servicenow_sandbox.store import Store, now_text
 from servicenow_sandbox.transform import as_text
+from servicenow_sandbox.update_sets import InstalledApp, parse_update_set
 
 
 class Metrics:
@@ -53,9 +59,10 @@ class Metrics:
             self.batches_received[staging_table] += 1
             self.records_received[staging_table] += records
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self, staging_tables: tuple[str, ...] = ()) -> dict[str, object]:
         with self._lock:
             total = sum(self.requests.values())
+            tables = tuple(dict.fromkeys((*staging_tables, *self.records_received)))
             return {
                 "requests": {"total": total, **self.requests},
                 "statuses": dict(self.statuses),
@@ -65,21 +72,104 @@ class Metrics:
                 "handling_ms_max": round(self.handling_max_seconds * 1000, 3),
                 "api_handling_ms_total": round(self.api_handling_seconds * 1000, 3),
                 "handling_ms_mean": round(self.handling_seconds * 1000 / total, 3) if total else 0.0,
-                "records_received": {t: self.records_received[t] for t in STAGING_TABLES},
-                "batches_received": {t: self.batches_received[t] for t in STAGING_TABLES},
+                "records_received": {t: self.records_received[t] for t in tables},
+                "batches_received": {t: self.batches_received[t] for t in tables},
             }
 
 
 class SandboxState:
-    def __init__(self, settings: SandboxSettings | None = None) -> None:
+    def __init__(self, settings: SandboxSettings | None = None, app_xml: str | None = None) -> None:
+        """A stock instance, with whatever update sets its database already holds installed again; ``app_xml``
+        (an update set's XML text) is installed on top unless the same text is installed already."""
         self.settings = settings or SandboxSettings.from_env()
-        self.store = Store(self.settings.database)
-        self.accounts = Accounts(self.store, self.settings)
+        self.catalog = Catalog()
+        self.store = Store(self.settings.database, self.catalog.tables.values())
+        with self.store.transaction() as conn:
+            self.catalog.write_stock_records(conn)
+        self.access = Access(self.catalog)
+        self.accounts = Accounts(self.store, self.settings, self.catalog)
         self.accounts.seed()
         self.faults = Faults()
-        self.imports = ImportService(self.store, self.settings, self.faults)
+        self.imports = ImportService(self.store, self.settings, self.faults, self.catalog)
         self.metrics = Metrics()
+        installed = {
+            row["name"]: row["xml"]
+            for row in self.store.execute("SELECT name, xml FROM sandbox_update_set ORDER BY sequence")
+        }
+        for xml in installed.values():
+            self._take_in(parse_update_set(xml))
+        if app_xml is not None and app_xml not in installed.values():
+            self.install_update_set(app_xml)
         self.imports.start()
+
+    # -- what is installed ---------------------------------------------------------------------
+
+    def _take_in(self, app: InstalledApp) -> None:
+        for table in self.catalog.apply(app):
+            self.store.ensure_table(table)
+
+    def install_update_set(self, xml_text: str) -> InstalledApp:
+        """Import and commit an update set (ServiceNow: Retrieved Update Sets > Import Update Set from XML, Preview,
+        Commit): its tables, columns, transform maps, REST Insert Multiple entries, roles, ACLs, UI pages and OAuth
+        entries. Committing the same update set again updates what it installed. Raises UpdateSetError (nothing
+        installed) for text that is not a well-formed update set."""
+        app = parse_update_set(xml_text)
+        self._take_in(app)
+        with self.store.transaction() as conn:
+            self.catalog.write_app_records(conn, app)
+            sequence = conn.execute("SELECT COALESCE(MAX(sequence), 0) + 1 FROM sandbox_update_set").fetchone()[0]
+            conn.execute(
+                "INSERT OR REPLACE INTO sandbox_update_set (name, xml, installed_on, sequence) VALUES (?, ?, ?, ?)",
+                (app.name, xml_text, now_text(), sequence),
+            )
+        self.accounts.install_clients(app)
+        self.accounts.refresh_role_records()  # contained roles may have changed
+        return app
+
+    def installed_update_sets(self) -> list[dict[str, str]]:
+        """Name and commit time of each installed update set, oldest first."""
+        rows = self.store.execute("SELECT name, installed_on FROM sandbox_update_set ORDER BY sequence")
+        return [{"name": row["name"], "installed_on": row["installed_on"]} for row in rows]
+
+    def set_column_mapping(self, staging_table: str, mapping: str | None) -> None:
+        """Change a staging table's REST Insert Multiple entry as an admin would: "column_name", "label", or None to
+        delete the entry (insertMultiple then maps JSON keys by label, ServiceNow's default)."""
+        if staging_table not in self.catalog.staging:
+            raise KeyError(f"the sandbox has no staging table {staging_table!r}")
+        if mapping is None:
+            self.store.execute("DELETE FROM sys_rest_insert_multiple WHERE source_table = ?", (staging_table,))
+            return
+        if mapping not in ("column_name", "label"):
+            raise ValueError("the column mapping is column_name or label")
+        updated = self.store.execute(
+            "UPDATE sys_rest_insert_multiple SET column_mapping = ? WHERE source_table = ? RETURNING sys_id",
+            (mapping, staging_table),
+        )
+        if not updated:
+            values = {"source_table": staging_table, "column_mapping": mapping, "transform": "asynchronous"}
+            self.store.insert(self.catalog.tables["sys_rest_insert_multiple"], {**values, "active": "true"}, "admin")
+
+    def set_transform_map_active(self, staging_table: str, active: bool) -> None:
+        """(De)activate a staging table's transform maps, as an admin would on the Table Transform Map form; an
+        import set without an active map is not transformed (its rows stay pending)."""
+        self.store.execute(
+            "UPDATE sys_transform_map SET active = ? WHERE source_table = ?",
+            ("true" if active else "false", staging_table),
+        )
+
+    # -- users and access ------------------------------------------------------------------------
+
+    def add_user(self, user_name: str, password: str, roles: list[str] | tuple[str, ...] = (), name: str = "") -> dict:
+        """A local user (password grants work) with these roles; contained roles follow (sys_user_has_role)."""
+        return self.accounts.add_user(user_name, password, roles, name)
+
+    def set_roles(self, user_name: str, roles: list[str] | tuple[str, ...]) -> None:
+        self.accounts.set_roles(user_name, roles)
+
+    def set_read_roles(self, table: str, roles: list[str] | tuple[str, ...] | None) -> None:
+        """Who may read a table through the Table API from now on (any of ``roles``; "*" anyone; [] admin only;
+        None: the default). Others get an empty list, as ServiceNow filters rows by ACL."""
+        self.access.set_read_roles(table, roles)
 
     def close(self) -> None:
         self.imports.stop()
@@ -93,7 +183,9 @@ class SandboxState:
     def generate_refresh_token(
         self, username: str = "admin", password: str = "admin", client_id: str | None = None
     ) -> str:
-        """What the Generate OAuth Token page gives an admin (raises NotAdmin / GrantRefused otherwise)."""
+        """What the installed Generate OAuth Token page gives a user: a refresh token of the default client (or
+        ``client_id``). Raises GrantRefused for a wrong password, ClientRefused for a client the instance does not
+        have (a stock instance has none: add_client first) or that has no secret."""
         return self.accounts.generate_refresh_token(username, password, client_id)
 
     def revoke_tokens(self, user: str | None = None, token: str | None = None, everything: bool = False) -> int:
@@ -150,14 +242,14 @@ class SandboxState:
 
     def records(self, table: str, query: str | None = None) -> list[dict[str, object]]:
         """Rows of a table (as stored: references are sys_ids), filtered by an encoded query."""
-        schema = TABLES.get(table)
+        schema = self.catalog.table(table)
         if schema is None:
             raise KeyError(f"the sandbox has no table {table!r}")
-        compiled = compile_query(schema, query)
+        compiled = compile_query(schema, query, self.catalog.table)
         return self.store.select(schema, compiled.where, compiled.params, compiled.order)
 
     def count(self, table: str) -> int:
-        return self.store.count(TABLES[table])
+        return self.store.count(self.catalog.tables[table])
 
     def add_records(
         self, table: str, records: list[dict[str, object]], user_name: str = "system"
@@ -165,8 +257,8 @@ class SandboxState:
         """Insert records straight into a table, as another source (SCCM, Discovery, a person) would: no import
         set, no u_source_id unless given. Returns the stored rows (with their sys_ids). Unknown columns are refused
         so a typo cannot pass silently."""
-        schema = TABLES.get(table)
-        if schema is None or table in STAGING_TABLES:
+        schema = self.catalog.table(table)
+        if schema is None or table in self.catalog.staging:
             raise KeyError(f"the sandbox has no target table {table!r}")
         rows = []
         for record in records:
@@ -188,7 +280,8 @@ class SandboxState:
     def reset_data(self) -> None:
         """Forget imported records and import sets, and the transforms still waiting (users, clients and tokens
         stay); releases held transforms."""
-        self.imports.discard_all(self.store.clear_records)
+        names = (*TARGET_TABLES, *IMPORT_TABLES, *self.catalog.staging_tables)
+        self.imports.discard_all(lambda: self.store.clear_records(self.catalog.tables[name] for name in names))
         self.imports.release()
 
     def snapshot(self) -> dict[str, object]:
@@ -196,14 +289,15 @@ class SandboxState:
         settings = asdict(self.settings)
         settings.pop("default_client_secret")
         return {
-            **self.metrics.snapshot(),
+            **self.metrics.snapshot(self.catalog.staging_tables),
             "import_sets": self.count("sys_import_set"),
             "import_set_runs": self.count("sys_import_set_run"),
             "pending_batches": self.imports.pending,
             "idle": self.imports.pending == 0,
             "transforms_held": self.imports.held,
             "transform_ms_total": round(self.imports.work_seconds * 1000, 3),
-            "tables": {name: self.count(name) for name in TABLES},
+            "tables": {name: self.count(name) for name in self.catalog.tables},
+            "update_sets": [found["name"] for found in self.installed_update_sets()],
             "tokens": self.accounts.token_counts(),
             "faults": self.faults.snapshot(),
             "settings": settings,

@@ -1,6 +1,7 @@
 """The sandbox's SQLite database: one connection behind one lock, in memory or in a WAL file.
 
-It never builds SQL from client text: identifiers come from `schema` only, values are always bound parameters.
+It never builds SQL from client text: identifiers come from the catalog's tables only, values are always bound
+parameters.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from servicenow_sandbox.schema import TABLES, Table
+from servicenow_sandbox.schema import Table
 
 INTERNAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS sandbox_password (user_name TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL);
@@ -26,6 +27,8 @@ CREATE TABLE IF NOT EXISTS sandbox_job (
     id INTEGER PRIMARY KEY AUTOINCREMENT, import_set TEXT NOT NULL, staging_table TEXT NOT NULL,
     user_name TEXT NOT NULL, run_after TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'pending');
 CREATE TABLE IF NOT EXISTS sandbox_counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sandbox_update_set (
+    name TEXT PRIMARY KEY, xml TEXT NOT NULL, installed_on TEXT NOT NULL, sequence INTEGER NOT NULL);
 """
 
 INDEXED = ("u_source_id", "u_computer_source_id", "user_name", "sys_import_set", "set", "number")
@@ -58,7 +61,7 @@ def _blank_row(table: Table) -> dict[str, object]:
 class Store:
     """Every read and write of sandbox data goes through here, serialised by `lock`."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, tables: Iterable[Table] = ()) -> None:
         self.path = path
         self.lock = threading.RLock()
         self._conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
@@ -66,25 +69,35 @@ class Store:
         if path:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._create_schema()
-
-    def _create_schema(self) -> None:
         with self.lock:
             self._conn.executescript(INTERNAL_SCHEMA)
-            for table in TABLES.values():
-                columns = ", ".join(
-                    f"{quoted(c)} {'INTEGER' if table.is_integer(c) else 'TEXT'} NOT NULL DEFAULT ''"
-                    if c != "sys_id"
-                    else '"sys_id" TEXT PRIMARY KEY'
-                    for c in table.all_columns
-                )
-                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {quoted(table.name)} ({columns})")
-                for column in INDEXED:
-                    if table.has(column):
-                        index = quoted(f"{table.name}__{column}")
+        for table in tables:
+            self.ensure_table(table)
+
+    @staticmethod
+    def _column_sql(table: Table, column: str) -> str:
+        if column == "sys_id":
+            return '"sys_id" TEXT PRIMARY KEY'
+        kind, default = ("INTEGER", "0") if table.is_integer(column) else ("TEXT", "''")
+        return f"{quoted(column)} {kind} NOT NULL DEFAULT {default}"
+
+    def ensure_table(self, table: Table) -> None:
+        """Create the table, or add the columns it lacks (an update set adding custom columns), and its indexes."""
+        with self.lock:
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({quoted(table.name)})")}
+            if not present:
+                columns = ", ".join(self._column_sql(table, c) for c in table.all_columns)
+                self._conn.execute(f"CREATE TABLE {quoted(table.name)} ({columns})")
+            else:
+                for column in table.all_columns:
+                    if column not in present:
                         self._conn.execute(
-                            f"CREATE INDEX IF NOT EXISTS {index} ON {quoted(table.name)} ({quoted(column)})"
+                            f"ALTER TABLE {quoted(table.name)} ADD COLUMN {self._column_sql(table, column)}"
                         )
+            for column in INDEXED:
+                if table.has(column):
+                    index = quoted(f"{table.name}__{column}")
+                    self._conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {quoted(table.name)} ({quoted(column)})")
 
     def close(self) -> None:
         with self.lock:
@@ -140,6 +153,25 @@ class Store:
         conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
     @staticmethod
+    def upsert_rows(
+        conn: sqlite3.Connection,
+        table: Table,
+        rows: Iterable[dict[str, object]],
+        user_name: str,
+        only_new: bool = False,
+    ) -> None:
+        """Insert rows that carry their own sys_id, replacing a stored row with that sys_id (or, only_new, keeping
+        it): how a configuration record is committed again."""
+        columns = table.all_columns
+        verb = "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE"
+        sql = (
+            f"{verb} INTO {quoted(table.name)} ({', '.join(quoted(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        full = [{**Store.complete_row(table, row, user_name), "sys_id": row["sys_id"]} for row in rows]
+        conn.executemany(sql, [tuple(row[c] for c in columns) for row in full])
+
+    @staticmethod
     def update_rows(conn: sqlite3.Connection, table: Table, columns: Sequence[str], rows: Iterable[dict]) -> None:
         """Update the given columns of rows (matched by sys_id), bumping sys_mod_count."""
         assignments = ", ".join(f"{quoted(c)} = ?" for c in columns)
@@ -186,11 +218,10 @@ class Store:
         rows = self.select(table, "sys_id = ?", (sys_id,))
         return rows[0] if rows else None
 
-    def clear_records(self) -> None:
-        """Forget every imported record and import set; users, clients and tokens stay."""
+    def clear_records(self, tables: Iterable[Table]) -> None:
+        """Forget every row of these tables, the waiting transforms and the record numbers."""
         with self.transaction() as conn:
-            for name in TABLES:
-                if name != "sys_user":
-                    conn.execute(f"DELETE FROM {quoted(name)}")
+            for table in tables:
+                conn.execute(f"DELETE FROM {quoted(table.name)}")
             conn.execute("DELETE FROM sandbox_job")
             conn.execute("DELETE FROM sandbox_counter")

@@ -107,6 +107,9 @@ class OAuthClient:
 @dataclass(frozen=True)
 class UIPage:
     name: str
+    # A page whose processing script posts a password grant to the instance's own token endpoint: the sandbox
+    # serves such a page as its Generate OAuth Token page (it cannot run the Jelly or the script itself).
+    generates_tokens: bool = False
 
     @property
     def path(self) -> str:
@@ -252,6 +255,10 @@ def _records(unload: ET.Element) -> list[_Record]:
     return records
 
 
+def _generates_tokens(script: str) -> bool:
+    return "oauth_token.do" in script and "grant_type" in script and "password" in script
+
+
 def parse_update_set(xml_text: str) -> InstalledApp:
     """What the update set ``xml_text`` installs; raises UpdateSetError, naming the faulty update, for anything
     that is not a well-formed ServiceNow update set (only INSERT_OR_UPDATE records are understood)."""
@@ -395,7 +402,10 @@ def parse_update_set(xml_text: str) -> InstalledApp:
         )
         for element in of("oauth_entity")
     )
-    ui_pages = tuple(UIPage(_text(element, "name")) for element in of("sys_ui_page"))
+    ui_pages = tuple(
+        UIPage(_text(element, "name"), _generates_tokens(element.findtext("processing_script") or ""))
+        for element in of("sys_ui_page")
+    )
 
     role_names = {_text(element, "sys_id"): _text(element, "name") for element in of("sys_user_role")}
     contains: dict[str, list[str]] = {name: [] for name in role_names.values()}

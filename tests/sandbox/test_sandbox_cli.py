@@ -84,6 +84,9 @@ def test_sandbox_process_serves_the_api_and_the_token_page(sandbox_process):
 
     assert sandbox_process.url.startswith("http://127.0.0.1:")
     assert sandbox_process.get("/api/now/table/sys_user?sysparm_query=user_name=admin", token).status_code == 200
+    assert (
+        "Generate OAuth Token" in requests.get(f"{sandbox_process.url}/itam_generate_oauth_token.do", timeout=10).text
+    )
     assert "Generate OAuth Token" in requests.get(f"{sandbox_process.url}/oauth_token_generator.do", timeout=10).text
 
 
@@ -211,6 +214,39 @@ def test_sandbox_with_a_database_file_keeps_its_state_there(tmp_path):
         assert [r["name"] for r in reopened.records("cmdb_ci_computer")] == ["Kept"]
 
 
+def test_sandbox_command_starts_stock_or_installs_an_update_set_file(tmp_path):
+    from itam_admin.servicenow_app import build_update_set
+
+    app_file = tmp_path / "itam-servicenow-connector.xml"
+    app_file.write_text(build_update_set("file-client"), encoding="utf-8")
+    stock = start("--memory", "--stock")
+    try:
+        stock_state = requests.get(f"{stock.url}/sandbox/api/state", timeout=10).json()
+        stock_page = requests.get(f"{stock.url}/itam_generate_oauth_token.do", timeout=10)
+    finally:
+        assert stop(stock) == 0
+    installed = start("--memory", "--install-app", str(app_file))
+    try:
+        installed_state = requests.get(f"{installed.url}/sandbox/api/state", timeout=10).json()
+        installed_page = requests.get(f"{installed.url}/itam_generate_oauth_token.do", timeout=10)
+    finally:
+        assert stop(installed) == 0
+
+    assert stock_state["update_sets"] == [] and stock_page.status_code == 404
+    assert installed_state["update_sets"] == ["ITAM ServiceNow Connector 1.0.0"]
+    assert installed_page.status_code == 200 and "Generate OAuth Token" in installed_page.text
+
+
+def test_sandbox_command_refuses_a_file_that_is_not_an_update_set(tmp_path):
+    not_xml = tmp_path / "notes.xml"
+    not_xml.write_text("<notes/>", encoding="utf-8")
+
+    result = CliRunner().invoke(sandbox_command, ["--memory", "--port", "0", "--install-app", str(not_xml)])
+
+    assert result.exit_code == 2
+    assert "not an update set the sandbox can install" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -218,6 +254,7 @@ def test_sandbox_with_a_database_file_keeps_its_state_there(tmp_path):
         (["--add-client", "no-secret"], "ID:SECRET"),
         (["--memory", "--db", "x.sqlite3"], "either --db or --memory"),
         (["--rate-limit", "10"], "N/SECONDS"),
+        (["--stock", "--install-app", __file__], "either --stock or --install-app"),
     ],
 )
 def test_sandbox_command_refuses_bad_options(args, message):

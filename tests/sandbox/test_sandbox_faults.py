@@ -212,9 +212,11 @@ def test_controls_stay_reachable_whatever_the_faults(sandbox, wire):
 
 
 def test_control_endpoint_generates_refresh_tokens_and_adds_clients(wire):
+    """Like the update set's token page: any local user gets a token (issue #13); a wrong password none."""
     client = wire.control("clients", {"client_id": "e2e-client", "client_secret": "e2e-secret"}).json()
     token = wire.control("refresh_tokens", {"username": "admin", "password": "admin", "client_id": "e2e-client"})
     not_admin = wire.control("refresh_tokens", {"username": "itil", "password": "itil"})
+    wrong = wire.control("refresh_tokens", {"username": "itil", "password": "nope"})
 
     assert client == {"client_id": "e2e-client", "client_secret": "e2e-secret", "name": "e2e-client"}
     refreshed = wire.token_request(
@@ -224,7 +226,8 @@ def test_control_endpoint_generates_refresh_tokens_and_adds_clients(wire):
         client_secret="e2e-secret",
     )
     assert refreshed.status_code == 200
-    assert not_admin.status_code == 403
+    assert not_admin.status_code == 200 and not_admin.json()["refresh_token"]
+    assert wrong.status_code == 401
 
 
 def test_reset_forgets_records_but_keeps_tokens(sandbox, wire, make):

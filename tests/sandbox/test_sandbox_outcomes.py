@@ -41,15 +41,15 @@ def runs_of(wire, import_set_id: str) -> list[dict]:
 def test_every_nth_row_is_rejected_with_a_comment_and_counted_as_an_error(sandbox, wire, make):
     sandbox.faults.reject_rows(every=15, comment="Unable to resolve target record")
 
-    ids = [wire.send_and_wait(make.HARDWARE, [make.computer(f"{b}-{i}") for i in range(15)]) for b in range(3)]
+    ids = [wire.send_and_wait(make.CONTRACTS, [make.contract(f"{b}-{i}") for i in range(15)]) for b in range(3)]
 
     for import_set_id in ids:
         run = wire.run_of(import_set_id)
         assert (run["state"], run["inserts"], run["errors"]) == ("complete_with_errors", "14", "1")
-        (rejected,) = [row for row in staged(wire, make.HARDWARE, import_set_id) if row["sys_import_state"] == "error"]
+        (rejected,) = [row for row in staged(wire, make.CONTRACTS, import_set_id) if row["sys_import_state"] == "error"]
         assert rejected["sys_import_state_comment"] == "Unable to resolve target record"
         assert rejected["sys_target_sys_id"] == ""
-    assert len(sandbox.records("cmdb_ci_computer")) == 42
+    assert len(sandbox.records("ast_contract")) == 42
     assert sandbox.state.snapshot()["faults"]["reject_rows"]["rows_rejected"] == 3
 
 
@@ -62,8 +62,10 @@ def test_rows_rejected_by_source_id_land_after_the_fault_is_cleared(sandbox, wir
     sandbox.faults.clear()
     again = wire.send_and_wait(make.HARDWARE, [batch[2], batch[4]])
 
-    assert states == {f"acme:{i}": "error" if i in (2, 4) else "inserted" for i in range(6)}
-    assert [row["sys_import_state"] for row in staged(wire, make.HARDWARE, again)] == ["inserted", "inserted"]
+    # Computers written through IRE end "ignored" (see test_sandbox_import_sets); rejected ones "error".
+    assert states == {f"acme:{i}": "error" if i in (2, 4) else "ignored" for i in range(6)}
+    again_rows = staged(wire, make.HARDWARE, again)
+    assert [row["sys_import_state_comment"].split(" ")[3] for row in again_rows] == ["INSERT", "INSERT"]
     assert sorted(r["u_source_id"] for r in sandbox.records("cmdb_ci_computer")) == [f"acme:{i}" for i in range(6)]
 
 
@@ -120,9 +122,9 @@ def test_import_sets_transform_concurrently_not_one_after_another(wire_for, make
 
 def test_without_run_after_a_fast_import_set_finishes_before_a_slow_earlier_one(wire_for, make):
     """ServiceNow may transform import sets in any order unless run_after is given: installs sent right after
-    their computers, but faster to transform, find no computer (the sandbox links such installs later by default,
-    see test_sandbox_import_sets)."""
-    with SandboxServer(transform_seconds_by_table={make.HARDWARE: 0.6}, orphan_installs="error") as sandbox:
+    their computers, but faster to transform, find no computer (the update set's require-computer script makes such
+    a row an error)."""
+    with SandboxServer(transform_seconds_by_table={make.HARDWARE: 0.6}) as sandbox:
         wire = wire_for(sandbox)
         wire.insert_multiple(make.HARDWARE, [make.computer("pc-1")])
         installs = wire.insert_multiple(make.INSTALLS, [make.install("i1", "pc-1")]).json()["import_set_id"]
@@ -133,7 +135,7 @@ def test_without_run_after_a_fast_import_set_finishes_before_a_slow_earlier_one(
 
 
 def test_run_after_makes_an_import_set_wait_for_the_named_one(wire_for, make):
-    with SandboxServer(transform_seconds_by_table={make.HARDWARE: 0.6}, orphan_installs="error") as sandbox:
+    with SandboxServer(transform_seconds_by_table={make.HARDWARE: 0.6}) as sandbox:
         wire = wire_for(sandbox)
         hardware = wire.insert_multiple(make.HARDWARE, [make.computer("pc-1")]).json()["import_set_id"]
         path = f"/api/now/import/{make.INSTALLS}/insertMultiple?run_after={hardware}"
@@ -160,7 +162,7 @@ def test_held_transforms_stay_pending_past_a_clients_wait_until_released(sandbox
     sandbox.release_transforms()
 
     assert sandbox.wait_idle(5)
-    assert wire.run_of(import_set_id)["inserts"] == "1"
+    assert wire.run_of(import_set_id)["state"] == "complete"
 
 
 def test_holding_and_timing_transforms_over_the_control_endpoint(sandbox, wire, make):

@@ -1,5 +1,12 @@
-"""The sandbox's pages: Generate OAuth Token as the seed describes it, the application registry, and the lists of
-what arrived; plain HTML, escaped, labelled, and working under a strict CSP (no inline script or style)."""
+"""The sandbox's pages: the Generate OAuth Token page the installed update set brings (as the seed describes it), the
+application registry, and the lists of what arrived; plain HTML, escaped, labelled, and working under a strict CSP
+(no inline script or style).
+
+Where this differs from the sandbox before issue #13, it follows the update set's own page
+(itam_admin.servicenow_app, UI page itam_generate_oauth_token): it lives at /itam_generate_oauth_token.do (the old
+/oauth_token_generator.do stays as an alias for the demo), takes an optional Client ID (empty: the update set's OAuth
+entry) instead of a list of clients, and gives any local user a token (its processing script makes a password
+grant; the user's roles then decide what the token may do), so a least-privileged integration user can get one."""
 
 from __future__ import annotations
 
@@ -72,16 +79,20 @@ def assert_strict_page(response) -> None:
     assert not unlabelled, f"fields without a label: {unlabelled}"
 
 
-def generate(wire, username: str, password: str, **extra: str):
-    form = page(wire, "/oauth_token_generator.do")
+TOKEN_PAGE = "/itam_generate_oauth_token.do"
+
+
+def generate(wire, username: str, password: str, path: str = TOKEN_PAGE, **extra: str):
+    form = page(wire, path)
     data = {"csrf_token": form.csrf(), "username": username, "password": password, **extra}
-    return wire.session.post(f"{wire.url}/oauth_token_generator.do", data=data)
+    return wire.session.post(f"{wire.url}{path}", data=data)
 
 
 def test_home_page_lists_the_pages(wire):
     home = page(wire, "/")
 
-    assert "/oauth_token_generator.do" in home.links
+    assert TOKEN_PAGE in home.links and "/oauth_token_generator.do" in home.links
+    assert "/sys_remote_update_set.do" in home.links
     assert "/oauth_entity.do" in home.links
     assert "/cmdb_ci_computer_list.do" in home.links
     assert "/sys_import_set_run_list.do" in home.links
@@ -89,16 +100,18 @@ def test_home_page_lists_the_pages(wire):
 
 
 def test_token_page_has_the_seeds_form(wire):
-    form = page(wire, "/oauth_token_generator.do")
+    form = page(wire, TOKEN_PAGE)
 
     assert {"username", "password", "client_id"} <= form.label_for
     assert form.by_id["password"]["type"] == "password"
+    assert form.by_id["client_id"]["value"] == ""  # empty: the update set's default entry; no client id shown
     assert ">Generate OAuth Token</button>" in form.html
-    assert f'value="{DEMO_CLIENT_ID}" selected' in form.html
+    assert DEMO_CLIENT_ID not in form.html
 
 
-def test_admin_gets_a_long_refresh_token_at_the_top_ready_to_copy(wire):
-    response = generate(wire, "admin", "admin")
+@pytest.mark.parametrize("path", [TOKEN_PAGE, "/oauth_token_generator.do"])
+def test_admin_gets_a_long_refresh_token_at_the_top_ready_to_copy(wire, path):
+    response = generate(wire, "admin", "admin", path)
 
     assert response.status_code == 200
     assert_strict_page(response)
@@ -123,26 +136,47 @@ def test_copy_script_and_stylesheet_are_static_files(wire):
     assert style.status_code == 200
 
 
-def test_a_user_without_admin_role_is_told_so_and_gets_no_token(wire):
-    response = generate(wire, "itil", "itil")
+def test_a_least_privileged_user_gets_a_token_whose_roles_decide_what_it_may_do(sandbox, wire, make):
+    sandbox.add_user("itam.integration", "secret-pw", roles=["u_itam_integration"])
 
-    assert response.status_code == 403
-    assert "does not have the admin role" in response.text
-    assert 'id="refresh-token"' not in response.text
+    token = Page(generate(wire, "itam.integration", "secret-pw").text).by_id["refresh-token"]["value"]
+    itil = Page(generate(wire, "itil", "itil").text).by_id["refresh-token"]["value"]
+
+    access = {}
+    for name, refresh in (("integration", token), ("itil", itil)):
+        grant = wire.token_request(grant_type="refresh_token", refresh_token=refresh).json()
+        bearer = {"Authorization": f"Bearer {grant['access_token']}"}
+        access[name] = wire.insert_multiple(make.CONTRACTS, [make.contract("1")], user=None, headers=bearer).status_code
+    assert access == {"integration": 201, "itil": 403}
 
 
 def test_wrong_password_is_told_and_gets_no_token(wire):
     response = generate(wire, "admin", "nope")
 
     assert response.status_code == 401
-    assert "Invalid user name or password" in response.text
+    assert "refused the username or password" in response.text
+    assert "local ServiceNow password" in response.text
     assert 'id="refresh-token"' not in response.text
 
 
+def test_the_default_entry_without_a_secret_is_told(wire_for):
+    """The update set's OAuth entry carries no secret; until the ServiceNow admin sets one, the page says so (the
+    update set's processing script gives the same advice)."""
+    from itam_admin.servicenow_app import build_update_set
+    from servicenow_sandbox import SandboxServer
+
+    with SandboxServer(app=build_update_set("another-operators-client")) as sandbox:
+        wire = wire_for(sandbox)
+        response = generate(wire, "admin", "admin")
+        refused = wire.password_grant(client_id="another-operators-client", client_secret="")
+
+    assert response.status_code == 400
+    assert "ITAM Connector default client" in response.text and "has no client secret yet" in response.text
+    assert refused.status_code == 401
+
+
 def test_a_post_without_the_csrf_token_is_refused(wire):
-    response = wire.session.post(
-        f"{wire.url}/oauth_token_generator.do", data={"username": "admin", "password": "admin"}
-    )
+    response = wire.session.post(f"{wire.url}{TOKEN_PAGE}", data={"username": "admin", "password": "admin"})
 
     assert response.status_code == 400
     assert 'id="refresh-token"' not in response.text
@@ -202,7 +236,7 @@ def test_import_set_runs_are_listed(wire, make):
 
     runs = page(wire, "/sys_import_set_run_list.do")
 
-    assert "ITAM Hardware Inventory to Computer" in runs.html
+    assert "ITAM Hardware Inventory to Computer" in runs.html  # the reference, shown by its display value
     assert "complete" in runs.html
 
 

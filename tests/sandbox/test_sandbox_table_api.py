@@ -148,11 +148,15 @@ def test_unknown_sys_id_gets_404_no_record(wire):
     }
 
 
-def test_unknown_table_gets_404(wire):
+def test_unknown_table_gets_400_invalid_table(wire):
+    """ServiceNow answers 400 for a table it does not have (recorded answers, SERVICENOW-FACTS), not 404."""
     response = wire.get("/api/now/table/u_nothing_here")
 
-    assert response.status_code == 404
-    assert response.json()["error"]["message"] == "Invalid table u_nothing_here"
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"message": "Invalid table u_nothing_here", "detail": None},
+        "status": "failure",
+    }
 
 
 def test_current_user_is_readable_from_sys_user(wire):
