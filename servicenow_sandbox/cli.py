@@ -62,7 +62,11 @@ def _default_database() -> str:
 @click.option("--access-token-seconds", type=click.FloatRange(1), help="Access token lifetime [default: 1800].")
 @click.option("--refresh-token-seconds", type=click.FloatRange(1), help="Refresh token lifetime [default: 100 days].")
 @click.option("--rotate-refresh-tokens", is_flag=True, help="Refresh grants return a new refresh token.")
-@click.option("--max-payload-mb", type=click.FloatRange(0.001), help="Request body limit (refused past it, as ServiceNow does) [default: 10].")
+@click.option(
+    "--max-payload-mb",
+    type=click.FloatRange(0.001),
+    help="Request body limit (refused past it, as ServiceNow does) [default: 10].",
+)
 @click.option("--stock", is_flag=True, help="Start as a stock instance: nothing installed (see the import page).")
 @click.option(
     "--install-app",
