@@ -359,14 +359,15 @@ _RESULT_COLUMNS = (
 
 
 def _update_staging_rows(conn: sqlite3.Connection, planned: Plan) -> None:
-    """Each staged row gets its result: the import state, the comment and the target record (none if ignored)."""
+    """Each staged row gets its result: the import state, the comment and the target record."""
     stamp = now_text()
     rows = [
         {
             "sys_id": result.staging_sys_id,
             "sys_import_state": result.state,
             "sys_import_state_comment": result.comment,
-            "sys_target_sys_id": result.target_sys_id if result.state in ("inserted", "updated") else "",
+            # The record the row coalesced onto (also for an unchanged one, ignored); none when a script ignored it.
+            "sys_target_sys_id": result.target_sys_id,
             "sys_target_table": planned.target.name,
             "sys_transform_map": planned.transform_map.sys_id,
             "sys_row_error": result.comment if result.state == "error" else "",

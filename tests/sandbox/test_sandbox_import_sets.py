@@ -99,6 +99,9 @@ def test_sending_the_same_records_again_updates_them_without_duplicates(sandbox,
     assert next(r for r in rows if r["u_source_id"] == "0")["short_description"] == "Renewed"
     run = wire.run_of(second)
     assert (run["inserts"], run["updates"], run["ignored"]) == ("0", "1", "4")
+    unchanged = [row for row in staged(wire, make.CONTRACTS, second) if row["sys_import_state"] == "ignored"]
+    assert {row["sys_target_sys_id"] for row in unchanged} == {first_ids[str(i)] for i in range(1, 5)}
+    assert {row["sys_import_state_comment"] for row in unchanged} == {"No field values changed"}
 
 
 def test_computers_sent_again_are_updated_through_ire_not_duplicated(sandbox, wire, make):
