@@ -42,6 +42,41 @@ def configure(app, instance_url: str, token: str = "a-refresh-token-0123456789",
         save_settings("acme", change, ADMIN)
 
 
+def record_refused_batch(app, detail: str, records: int = 6) -> int:
+    """A finished run whose one batch ServiceNow refused with HTTP 400 and `detail`, recorded as the exporter records
+    one (the message from servicenow/errors.py, the outcome from exporter.outcome_of), so what the pages show does
+    not hang on which request of a run a sandbox fault would hit."""
+    import json
+
+    from itam_admin.db import db
+    from itam_admin.exports import runs
+    from itam_admin.exports.exporter import outcome_of
+    from itam_admin.exports.models import ExportBatchFailure
+    from itam_admin.servicenow.errors import ErrorKind, make_error
+
+    with app.app_context():
+        run = runs.claim(runs.create_run("acme", "manual", ADMIN, False).id)
+        host = run.instance_url.split("//", 1)[-1]
+        error = make_error(ErrorKind.BAD_REQUEST, host, what="the staging table u_itam_hardware_inventory", status=400)
+        rows = [{"u_source_id": f"acme:{n}", "u_name": f"PC-{n}"} for n in range(records)]
+        run.failed_batches.append(
+            ExportBatchFailure(
+                data_type="hardware_inventory",
+                batch_number=1,
+                record_count=records,
+                status_code=400,
+                error_kind=str(error.kind),
+                message=error.message,
+                detail=detail,
+                records_json=json.dumps({"records": rows}),
+            )
+        )
+        run.data_types[0].failed = records
+        db.session.commit()
+        runs.finish(run, *outcome_of(run))
+        return run.id
+
+
 def inventory(app, computers: int, contracts: int = 0) -> None:
     from demo_portal.demo_data import generate_inventory
 
@@ -173,8 +208,7 @@ def test_failure_panel_history_chart_and_run_page(live_portal, sandbox, page, pa
     expect(last.locator("#ignored-note")).to_contain_text("ServiceNow already had those records")
     screenshot(page, "tab-06-full-export-words")
 
-    sandbox.faults.fail_next(1, 400, detail="Invalid field u_serial_number: value too long")
-    failed = export(full=True)
+    failed = record_refused_batch(app, "Bad Request: Invalid field u_serial_number: value too long")
     page.goto(live_portal + INTEGRATIONS)
     panel = last.locator(f"#run-{failed}-failures")
     expect(panel).to_contain_text("ServiceNow's message for the first batch it did not accept")
