@@ -3,7 +3,7 @@ API, rate limits, injectable faults) for development and tests. The plugin's own
 a stock instance; the connector's side (staging tables, transform maps, token page, OAuth entry) comes only from
 installing the connector's update set XML, as on ServiceNow.
 
-Python API (tests; the full list is in the notes, sandbox-api.md)::
+Python API (tests; SandboxServer and control.py list the rest)::
 
     from servicenow_sandbox import SandboxServer
 
