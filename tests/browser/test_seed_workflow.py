@@ -97,7 +97,7 @@ def test_seed_steps_on_the_running_demo(running_demo, page, page_log):
     page.goto(f"{sandbox}/oauth_token_generator.do")
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill("admin")
-    page.get_by_label("OAuth client").select_option(CUSTOM_CLIENT_ID)
+    page.get_by_label("Client ID").fill(CUSTOM_CLIENT_ID)
     page.get_by_role("button", name="Generate OAuth Token").click()
     token = page.locator("#refresh-token").input_value()
     assert len(token) > 40
