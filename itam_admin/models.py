@@ -9,11 +9,12 @@ from itam_admin.exports.models import (
     WeeklySlot,
 )
 from itam_admin.inventory.models import Computer, Contract, InstalledApplication
-from itam_admin.settings.models import ComplianceTenantSetting, SettingAudit
+from itam_admin.settings.models import ComplianceTenantSetting, ConnectionState, SettingAudit
 
 __all__ = [
     "ComplianceTenantSetting",
     "Computer",
+    "ConnectionState",
     "Contract",
     "ExportBatchFailure",
     "ExportRun",

@@ -8,12 +8,14 @@ outcome (never a run left `running`), and what ServiceNow accepted is remembered
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.datatypes import data_type as registry_entry
@@ -23,7 +25,11 @@ from itam_admin.exports.ledger import Ledger
 from itam_admin.exports.models import ExportBatchFailure, ExportRun
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
 from itam_admin.plugin import current_plugin
+from itam_admin.servicenow import errors
+from itam_admin.servicenow.app_check import require_app
+from itam_admin.servicenow.client import ConnectionCheck
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
+from itam_admin.settings import connection
 from itam_admin.tenant_client import client_for
 
 log = logging.getLogger("itam_admin.exports")
@@ -316,16 +322,35 @@ def responsive_senders(interval: float = SENDER_SWITCH_INTERVAL):
         sys.setswitchinterval(previous)
 
 
+def prove_connection(client, data_types: list[str]) -> ConnectionCheck:
+    """Before anything is planned, whatever the run has to send (SPEC 5): a token grant now (a cached access token
+    proves nothing of a refresh token revoked since), one read, and the check that the connector's ServiceNow app is
+    there for the chosen data types. Raises the ServiceNowError of the first that fails."""
+    client.renew_access_token()
+    check = client.check_connection()
+    # The app check of issue #13 (servicenow/app_check.py): a missing staging table stops the run here, named.
+    require_app(client, data_types)
+    return check
+
+
 def export_run(run_id: int, source: InventorySource | None = None, client=None) -> str:
-    """Claim a queued export run, run it to its end and return its status; every outcome is recorded on the run."""
+    """Claim a queued export run, prove the connection, run it to its end and return its status; every outcome is
+    recorded on the run, and what the run saw of the connection on the tenant's connection state (SPEC 7). A rate
+    limit longer than the run may wait puts it back in the queue until then (status `queued`)."""
     run = runs.claim(run_id)
     if run is None:
         return "not claimed"
     plugin = current_plugin()
+    tenant_id, seen_from, proven = run.tenant_id, run.started_at, False
     try:
         client = client or client_for(run.tenant_id)
         if client.creds.instance_url != run.instance_url:
             run.instance_url = client.creds.instance_url
+            db.session.commit()
+        check = prove_connection(client, list(run.data_types_requested))
+        proven = True
+        connection.record_ok(tenant_id, check.message, by=connection.BY_RUN, seen_from=seen_from)
+        run = db.session.get(ExportRun, run_id)
         exporter = Exporter(run, client, source or SqlInventorySource(), plugin.config)
         with responsive_senders():
             exporter.export()
@@ -336,7 +361,17 @@ def export_run(run_id: int, source: InventorySource | None = None, client=None) 
         error = stopped.error if isinstance(stopped, RunStopped) else stopped
         db.session.rollback()
         run = db.session.get(ExportRun, run_id)
-        said = f" ServiceNow said: {error.detail[:500]}" if error.detail else ""  # what "ServiceNow's message" is
+        if errors.waits_beyond(error, plugin.config.max_wait_seconds):
+            until = utcnow() + timedelta(seconds=math.ceil(error.retry_after))
+            if runs.pause_for_rate_limit(run, until):
+                log.info("export run %s waits for the rate limit of %s until %s", run_id, error.host, until)
+                return run.status
+            error = ServiceNowError(error.kind, errors.rate_limit_too_long_message(error.host or "", until))
+        # What "ServiceNow's message" is, unless the message quotes it already.
+        said = f" ServiceNow said: {error.detail[:500]}" if error.detail and error.detail not in error.message else ""
+        if not proven or error.stops_run:
+            connection.record_failure(tenant_id, error, by=connection.BY_RUN, seen_from=seen_from, said=said)
+            run = db.session.get(ExportRun, run_id)
         runs.finish(run, runs.FAILED, error.message + said, str(error.kind))
     except Exception:
         log.exception("export run %s failed unexpectedly", run_id)

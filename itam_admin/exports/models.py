@@ -60,6 +60,8 @@ class ExportRun(db.Model):
     error_kind: Mapped[str | None] = mapped_column(String(40))
     job_id: Mapped[str | None] = mapped_column(String(64))
     week: Mapped[str | None] = mapped_column(String(16))
+    # A queued run paused by ServiceNow's rate limit: no worker starts it before this time (runs.py).
+    resume_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     data_types: Mapped[list[ExportRunDataType]] = relationship(
         back_populates="run", order_by="ExportRunDataType.position", cascade="all, delete-orphan"

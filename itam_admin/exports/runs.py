@@ -1,5 +1,6 @@
-"""The life of an export run, in one place: create and queue, claim, heartbeat, finish, interrupt, reap, skip, and
-recover runs whose job the queue lost; with the status values and the messages a tenant admin reads about them.
+"""The life of an export run, in one place: create and queue, claim, heartbeat, finish, interrupt, reap, skip, pause
+for ServiceNow's rate limit and resume, and recover runs whose job the queue lost; with the status values and the
+messages a tenant admin reads about them.
 
 One export per tenant at a time is guaranteed by the database (a unique index over active runs), not by timing;
 nothing here talks to ServiceNow or touches a secret.
@@ -21,6 +22,8 @@ from itam_admin.exports import job_queue, outage
 from itam_admin.exports.models import ExportRun, ExportRunDataType
 from itam_admin.identity import Identity
 from itam_admin.inventory.source import SqlInventorySource
+from itam_admin.servicenow.errors import waiting_for_rate_limit_message
+from itam_admin.settings.connection import connection_of
 from itam_admin.settings.store import load_settings
 
 QUEUED, RUNNING = "queued", "running"
@@ -34,6 +37,9 @@ LOST_JOB_GRACE = timedelta(seconds=60)
 # A run whose job is still on the queue but that no worker took for this long ends failed, so its tenant can export
 # again (weekly exports are spread over two hours; a day means no worker serves the queue).
 QUEUED_AT_MOST = timedelta(hours=24)
+# A run ServiceNow's rate limit keeps pausing ends failed instead once it would wait past this since it was queued: a
+# limit too small for the export must not hold the tenant's one export slot for ever.
+RATE_LIMIT_HOLD_AT_MOST = timedelta(hours=12)
 
 ALREADY_ACTIVE = "An export is already queued or running; wait for it to finish."
 DATABASE_UNREACHABLE = "The portal's database is not reachable right now; try again in a few minutes."
@@ -70,10 +76,14 @@ def interrupted_message(reason: str) -> str:
 
 
 def create_run(tenant_id: str, trigger: str, actor: Identity | None, full: bool, week: str | None = None) -> ExportRun:
-    """Insert a queued run, or raise ExportNotStarted when exports are disabled or one is already active."""
+    """Insert a queued run, or raise ExportNotStarted when exports are disabled or one is already active (or waiting
+    for ServiceNow's rate limit). A weekly run does not start while the tenant needs a new token (SPEC 7); a manual
+    one does, and proves the connection first."""
     settings = load_settings(tenant_id)
     if not settings.export_enabled:
         raise ExportNotStarted(settings.export_disabled_reason)
+    if trigger == WEEKLY and (reason := connection_of(tenant_id).weekly_skip_reason):
+        raise ExportNotStarted(reason)
     run = ExportRun(
         tenant_id=tenant_id,
         trigger=trigger,
@@ -95,8 +105,20 @@ def create_run(tenant_id: str, trigger: str, actor: Identity | None, full: bool,
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise ExportNotStarted(ALREADY_ACTIVE) from None
+        raise ExportNotStarted(_why_active(tenant_id)) from None
     return run
+
+
+def _why_active(tenant_id: str) -> str:
+    waiting = db.session.scalar(
+        select(ExportRun.resume_at).where(
+            ExportRun.tenant_id == tenant_id, ExportRun.status == QUEUED, ExportRun.resume_at.is_not(None)
+        )
+    )
+    db.session.rollback()
+    if waiting is None:
+        return ALREADY_ACTIVE
+    return f"An export is already under way. {waiting_for_rate_limit_message(waiting)}"
 
 
 def queue_run(
@@ -149,7 +171,7 @@ def claim(run_id: int) -> ExportRun | None:
     now = utcnow()
     result = db.session.execute(
         update(ExportRun)
-        .where(ExportRun.id == run_id, ExportRun.status == QUEUED)
+        .where(ExportRun.id == run_id, ExportRun.status == QUEUED, ExportRun.resume_at.is_(None))
         .values(status=RUNNING, started_at=now, heartbeat_at=now)
     )
     db.session.commit()
@@ -166,6 +188,49 @@ def heartbeat(run: ExportRun) -> None:
 def finish(run: ExportRun, status: str, message: str | None, kind: str | None = None) -> None:
     run.status, run.message, run.error_kind, run.finished_at = status, message, kind, utcnow()
     db.session.commit()
+
+
+def pause_for_rate_limit(run: ExportRun, until: datetime) -> bool:
+    """Put a running run back in the queue until ServiceNow's rate limit ends (its Retry-After was longer than an
+    export waits); the scheduler queues its job again then (resume_waiting_runs). False when it has been held back
+    too long already: the caller then ends it failed."""
+    if until - run.queued_at > RATE_LIMIT_HOLD_AT_MOST:
+        return False
+    run.status, run.resume_at, run.heartbeat_at = QUEUED, until, None
+    run.message, run.error_kind = waiting_for_rate_limit_message(until), "rate_limited_wait"
+    db.session.commit()
+    return True
+
+
+def resume_waiting_runs(redis: Redis | None, now: datetime | None = None) -> list[str]:
+    """Queue the job of each run whose rate-limit pause is over; returns what was done, per run. Raises RedisError
+    when Redis does not take a job (the run keeps waiting and the next pass tries again)."""
+    now = now or utcnow()
+    due = db.session.execute(
+        select(ExportRun.id, ExportRun.tenant_id, ExportRun.resume_at).where(
+            ExportRun.status == QUEUED, ExportRun.resume_at.is_not(None), ExportRun.resume_at <= now
+        )
+    ).all()
+    db.session.rollback()
+    done = []
+    for run in due:
+        # One job id per pause (RQ job ids are unique), from the resume time: schedulers racing enqueue the same one.
+        attempt = int(run.resume_at.timestamp())
+        try:
+            new_job_id = job_queue.enqueue_job(redis, run.id, attempt=attempt)
+        except job_queue.QueueUnavailable:
+            raise RedisError("the export queue did not take a resumed job") from None
+        result = db.session.execute(
+            update(ExportRun)
+            .where(ExportRun.id == run.id, ExportRun.status == QUEUED, ExportRun.resume_at == run.resume_at)
+            .values(resume_at=None, job_id=new_job_id, message=None, error_kind=None)
+        )
+        db.session.commit()
+        if result.rowcount == 1:
+            done.append(f"{run.tenant_id}: run {run.id} queued again (ServiceNow's rate limit is over)")
+    for line in done:
+        log.info("export queue: %s", line)
+    return done
 
 
 def mark_interrupted(run_id: int, reason: str = "the worker stopped") -> bool:
@@ -203,9 +268,10 @@ def recover_lost_runs(redis: Redis | None) -> list[str]:
     too; runs queued far too long end failed. Returns what was done, per run. Raises RedisError when Redis does not
     answer (nothing is then decided: a queue we cannot see is not a lost queue)."""
     now = utcnow()
+    # A run waiting for ServiceNow's rate limit has no job on purpose until resume_waiting_runs queues one.
     runs = db.session.execute(
         select(ExportRun.id, ExportRun.tenant_id, ExportRun.job_id, ExportRun.queued_at).where(
-            ExportRun.status == QUEUED, ExportRun.queued_at < now - LOST_JOB_GRACE
+            ExportRun.status == QUEUED, ExportRun.queued_at < now - LOST_JOB_GRACE, ExportRun.resume_at.is_(None)
         )
     ).all()
     db.session.rollback()

@@ -1,6 +1,7 @@
-"""The scheduler thread a worker runs: weekly exports that are due, runs whose worker died, and queued runs whose job
-the queue lost. Any number of workers may run it at once; the database makes each weekly export start once. It
-never gives up on Redis or the database: an outage is logged once and the next tick tries again."""
+"""The scheduler thread a worker runs: weekly exports that are due, runs whose worker died, runs whose pause for
+ServiceNow's rate limit is over, and queued runs whose job the queue lost. Any number of workers may run it at once;
+the database makes each weekly export start once. It never gives up on Redis or the database: an outage is logged
+once and the next tick tries again."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ log = logging.getLogger("itam_admin.schedule")
 
 
 def scheduler_pass(now: datetime | None = None) -> list[str]:
-    """Reap runs whose worker died, queue again (or end) runs whose job was lost, then start the weekly exports due
-    at `now` (default: the clock; the first two always go by the clock)."""
+    """Reap runs whose worker died, queue the job of runs whose rate-limit pause is over, queue again (or end) runs
+    whose job was lost, then start the weekly exports due at `now` (default: the clock; the others always go by the
+    clock)."""
     plugin = current_plugin()
     reaped = runs.reap_stale_runs(plugin.config.interrupted_after_seconds)
     if reaped:
         log.warning("marked %d export run(s) as interrupted", reaped)
     try:
+        runs.resume_waiting_runs(plugin.redis_or_none)
         runs.recover_lost_runs(plugin.redis_or_none)
     except RedisError as error:
         db.session.rollback()

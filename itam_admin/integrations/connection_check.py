@@ -13,6 +13,7 @@ from itam_admin.integrations.forms import ServiceNowSettingsForm
 from itam_admin.plugin import current_plugin
 from itam_admin.servicenow.app_check import Finding, check_app
 from itam_admin.servicenow.errors import ServiceNowError
+from itam_admin.settings import connection
 from itam_admin.settings.store import load_secrets
 from itam_admin.settings.values import Secrets, ServiceNowSettings
 from itam_admin.tenant_client import client_for, credentials, trial_token_manager
@@ -40,6 +41,7 @@ class TestResult:
     app_summary: str | None = None
     app_gaps: tuple[tuple[tuple[str, ...], str], ...] = ()
     app_unverified: tuple[tuple[tuple[str, ...], str], ...] = ()
+    error_kind: str | None = None  # the ServiceNowError's kind when the test failed with one
 
 
 def _allowed(tenant_id: str) -> bool:
@@ -85,6 +87,7 @@ def refuse_stored_secrets_elsewhere(form: ServiceNowSettingsForm, stored: Servic
     return marked
 
 
+@connection.records_test  # the outcome of a test of the stored settings becomes the tenant's connection state
 def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: ServiceNowSettings) -> TestResult:
     if not _allowed(tenant_id):
         return TestResult(False, "Too many connection tests in the last minute; wait a minute and try again.")
@@ -128,7 +131,7 @@ def test_connection(tenant_id: str, form: ServiceNowSettingsForm, stored: Servic
             if check.ok and trial.export_data_types:
                 app = check_app(client, trial.export_data_types, user_sys_id=check.sys_id or None)
     except ServiceNowError as error:
-        return TestResult(False, error.message + _rotation_note(rotated), error.detail)
+        return TestResult(False, error.message + _rotation_note(rotated), error.detail, error_kind=error.kind.value)
     finally:
         if client is not None:
             client.close()

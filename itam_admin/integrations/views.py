@@ -20,6 +20,8 @@ from itam_admin.integrations.connection_check import refuse_stored_secrets_elsew
 from itam_admin.integrations.forms import ExportForm, ServiceNowSettingsForm
 from itam_admin.plugin import current_plugin
 from itam_admin.servicenow_app import build_update_set
+from itam_admin.settings.connection import badge as connection_badge
+from itam_admin.settings.connection import connection_of
 from itam_admin.settings.store import SettingsNotSaved, load_secrets, load_settings, save_settings
 from itam_admin.settings.values import ServiceNowSettings
 
@@ -70,6 +72,13 @@ def token_age(settings: ServiceNowSettings) -> dict | None:
     }
 
 
+def connection_context(tenant_id: str, settings: ServiceNowSettings) -> dict:
+    """The connection state for _connection.html: the badge of the ServiceNow section and, after a refused token,
+    the notice at the top of the tab (SPEC 7)."""
+    state = connection_of(tenant_id)
+    return {"connection": state, "connection_badge": connection_badge(state, settings.export_enabled)}
+
+
 def render_page(
     identity: Identity, settings: ServiceNowSettings, form: ServiceNowSettingsForm, status: int = 200, **extra
 ):
@@ -87,6 +96,7 @@ def render_page(
         "token_age": token_age(settings),
         "active_tab": "integrations",
     }
+    context.update(connection_context(identity.tenant_id, settings))
     context.update(extra)
     return render_template("itam_admin/integrations.html", **context), status
 
@@ -183,6 +193,7 @@ def status(identity: Identity):
             "current": history.run_as_json(history.active_run(identity.tenant_id)),
             "last_completed": history.run_as_json(history.last_completed_run(identity.tenant_id)),
             "next_scheduled_at": next_at.strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "connection": connection_of(identity.tenant_id).as_json(),
         }
     )
 

@@ -34,6 +34,7 @@ from itam_admin.servicenow.urls import InstanceUrlError, normalise_instance_url
 log = logging.getLogger("itam_admin.servicenow")
 
 MAX_BACKOFF_SECONDS = 60.0
+RATE_LIMIT_BACKOFF_BASE = 2.0
 IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "errors", "state")
 IDS_PER_QUERY = 50
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
@@ -172,6 +173,22 @@ class ServiceNowClient:
         with deadline_scope(seconds):
             yield
 
+    def renew_access_token(self) -> datetime:
+        """Ask the token endpoint for a new access token now, whatever is cached, and return when it expires: proves
+        that ServiceNow still accepts the refresh token and the OAuth client (each run does, SPEC 5). Retried like
+        any call; a refused grant raises TOKEN_REFUSED (or CLIENT_REFUSED)."""
+        attempt, waited = 0, 0.0
+        with deadline_scope(self._call_deadline):
+            while True:
+                try:
+                    return self._tokens.access_token(self.tenant_id, self.creds, force_refresh=True).expires_at
+                except ServiceNowError as error:
+                    delay = self._delay(error, attempt, waited)
+                    if delay is None:
+                        raise
+                    attempt, waited = attempt + 1, waited + delay
+                    self._sleep(delay)
+
     def check_connection(self) -> ConnectionCheck:
         """Obtain an access token and make one read call: look up the settings' Username in sys_user."""
         username = self.creds.username
@@ -244,11 +261,23 @@ class ServiceNowClient:
         if not _TABLE_NAME.fullmatch(staging_table):
             raise ValueError(f"not a ServiceNow table name: {staging_table!r}")
         path = f"/api/now/import/{staging_table}/insertMultiple"
-        answer = self._call("POST", path, what=f"the staging table {staging_table}", data=body)
+        try:
+            answer = self._call("POST", path, what=f"the staging table {staging_table}", data=body)
+        except ServiceNowError as error:
+            if errors.waits_beyond(error, self._max_wait):
+                # Every further batch would be refused until then: the run pauses instead (exporter.export_run).
+                raise errors.rate_limit_pause(error) from None
+            raise
         if isinstance(answer, dict) and isinstance(answer.get("result"), dict) and "import_set_id" not in answer:
             answer = answer["result"]
         answer = answer if isinstance(answer, dict) else {}
-        return ImportSetIds(_text(answer.get("import_set_id")), _text(answer.get("multi_import_set_id")))
+        import_set_id = _text(answer.get("import_set_id"))
+        if not _SYS_ID.fullmatch(import_set_id):
+            # Without it nothing can confirm what ServiceNow did with the batch: a failed batch, not a crash later.
+            shown = ", ".join(sorted(str(key) for key in answer)[:10]) or "nothing"
+            raise errors.no_import_set_id(self.host, staging_table, f"the answer held: {shown}")
+        multi_id = _text(answer.get("multi_import_set_id"))
+        return ImportSetIds(import_set_id, multi_id if _SYS_ID.fullmatch(multi_id) else "")
 
     def import_set_runs(self, import_set_ids: list[str]) -> dict[str, ImportSetRunCounts]:
         """ServiceNow-side counts per import set id; empty when the user may not read sys_import_set_run."""
@@ -367,9 +396,13 @@ class ServiceNowClient:
 
     def _decode(self, resp: requests.Response, what: str, access_token: str) -> Any:
         if 200 <= resp.status_code < 300:
-            body = errors.json_body(resp)
-            if isinstance(body, dict | list):
-                return body
+            # A 2xx is not yet a success: ServiceNow may append an error, cut the answer off, or answer a page.
+            body, fault = errors.successful_answer(
+                resp, self.host, what=what, secrets=(*self.creds.secrets, access_token)
+            )
+            if fault is not None:
+                raise fault
+            return body
         raise errors.from_response(
             resp,
             self.host,
@@ -383,10 +416,15 @@ class ServiceNowClient:
         """Seconds to wait before the next attempt, or None when the error is final or the limits are reached."""
         if not error.retryable or attempt >= self._max_retries:
             return None
-        if error.retry_after is not None:
+        base = self._backoff_base
+        if error.kind is ErrorKind.RATE_LIMITED:
+            # A 429 without a usable hint (no Retry-After, or a reset already past) still backs off, and from a longer
+            # base: a full API_INT semaphore queue answers 429 with no Retry-After (ServiceNow KB1297438).
+            base = max(base, RATE_LIMIT_BACKOFF_BASE)
+        if error.retry_after:
             delay = error.retry_after
         else:
-            delay = min(MAX_BACKOFF_SECONDS, self._backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = min(MAX_BACKOFF_SECONDS, base * 2**attempt) * random.uniform(0.5, 1.0)
         if waited + delay > self._max_wait:
             return None
         left = time_left()

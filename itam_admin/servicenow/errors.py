@@ -6,9 +6,12 @@ Messages name the host and what to do; they never contain a secret, and ServiceN
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import requests
@@ -34,6 +37,9 @@ class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"
     INTERNAL_ADDRESS = "internal_address"
     REDIRECTED = "redirected"
+    BAD_ANSWER = "bad_answer"
+    HIBERNATING = "instance_hibernating"
+    NO_IMPORT_SET = "no_import_set_id"
     RESPONSE_TOO_LARGE = "response_too_large"
     INVALID_INSTANCE_URL = "invalid_instance_url"
     INVALID_USERNAME = "invalid_username"
@@ -41,7 +47,14 @@ class ErrorKind(StrEnum):
 
 
 RETRYABLE_KINDS = frozenset(
-    {ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION_DROPPED}
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.SERVER_ERROR,
+        ErrorKind.TIMEOUT,
+        ErrorKind.CONNECTION_DROPPED,
+        ErrorKind.BAD_ANSWER,
+        ErrorKind.HIBERNATING,
+    }
 )
 # Kinds that no later batch can get past: the exporter stops the run instead of trying the next batch.
 STOPS_RUN_KINDS = frozenset(
@@ -55,6 +68,7 @@ STOPS_RUN_KINDS = frozenset(
         ErrorKind.NOT_SERVICENOW,
         ErrorKind.INTERNAL_ADDRESS,
         ErrorKind.REDIRECTED,
+        ErrorKind.HIBERNATING,  # retried first (it may be waking up), then no batch can get through
         ErrorKind.RESPONSE_TOO_LARGE,
         ErrorKind.INVALID_INSTANCE_URL,
         ErrorKind.INVALID_USERNAME,
@@ -63,6 +77,13 @@ STOPS_RUN_KINDS = frozenset(
 )
 
 EXAMPLE_URL = "https://your-instance.service-now.com"
+# ServiceNow answers a refused refresh grant with the same 401 access_denied whether the token or the OAuth client is
+# wrong: either means the stored settings need a new token (or client) before anything can be exported.
+NEEDS_NEW_TOKEN_KINDS = frozenset({ErrorKind.TOKEN_REFUSED, ErrorKind.CLIENT_REFUSED})
+# The Application Registry entry the connector's update set creates for the default client (servicenow_app.py
+# DEFAULT_CLIENT_NAME; kept as text here so this module imports nothing of the package).
+DEFAULT_CLIENT_NAME = "ITAM Connector default client"
+ANSWER_TEXT_LENGTH = 300  # ServiceNow's words quoted in a message: enough to recognise, short enough to read
 # The update set's role for a least-privileged integration user (itam_admin/servicenow_app.py ROLE; kept as text here
 # so this module imports nothing of the package).
 INTEGRATION_ROLE = "u_itam_integration"
@@ -106,6 +127,27 @@ class ServiceNowError(Exception):
 def token_refused_message(host: str, custom: bool) -> str:
     extra = ", or check the Client ID and Client Secret" if custom else ""
     return f"ServiceNow at {host} refused the token. Generate a new token in ServiceNow and paste it in Token{extra}."
+
+
+def grant_refused_message(host: str, custom: bool) -> str:
+    """The token endpoint refused the refresh grant. ServiceNow answers 401 access_denied alike for a bad or expired
+    token and for an unknown or wrong OAuth client, so the message names the client that was used (never its id or
+    secret) and what to check for each."""
+    if custom:
+        return (
+            f"ServiceNow at {host} refused the token or your own OAuth application (the Client ID and Client Secret "
+            "under Use custom credentials); it answers both the same way. Generate a new token in ServiceNow and "
+            "paste it in Token, then save. If a new token is refused too, check in ServiceNow (System OAuth > "
+            "Application Registry) that an active application has this Client ID, then enter the Client ID and "
+            "Client Secret again and save."
+        )
+    return (
+        f"ServiceNow at {host} refused the token or this portal's default OAuth application (the Application Registry "
+        f"entry {DEFAULT_CLIENT_NAME}); it answers both the same way. Generate a new token in ServiceNow and paste "
+        "it in Token, then save. If a new token is refused too, ask your ServiceNow admin to check that the "
+        f"Application Registry entry {DEFAULT_CLIENT_NAME} from the connector's update set exists and is active "
+        "(System OAuth > Application Registry), or tick Use custom credentials and enter your own OAuth application."
+    )
 
 
 def client_refused_message(host: str, custom: bool) -> str:
@@ -179,6 +221,16 @@ def _message(kind: ErrorKind, host: str, *, what: str, status: int | None, usern
             f"The Instance URL host {host} points to an internal network address, which is not allowed. "
             f"Enter your ServiceNow instance's public address, for example {EXAMPLE_URL}."
         ),
+        ErrorKind.BAD_ANSWER: (
+            f"ServiceNow at {host} answered the request to {what} with HTTP {status}, but the answer was cut off or "
+            "carried an error, so it does not count as done (a transaction quota rule cancels requests that run too "
+            "long, for example). It was tried again; if it keeps happening, ask your ServiceNow admin to check the "
+            "transaction log, or the portal operator to lower the batch size."
+        ),
+        ErrorKind.HIBERNATING: (
+            f"ServiceNow at {host} is hibernating (it answered with its hibernation page). Wake the instance from "
+            "the ServiceNow Developer Portal (Manage > Instance), then export again."
+        ),
     }
     return templates[kind]
 
@@ -239,9 +291,27 @@ def invalid_username(host: str, reason: str) -> ServiceNowError:
     return ServiceNowError(ErrorKind.INVALID_USERNAME, message, host=host)
 
 
+# ServiceNow's own login pages (login.do, navpage.do, login_with_sso.do), and an SSO or identity provider's paths.
+_LOGIN_PATH = re.compile(
+    r"(^|/)(login|logon|signin|sign-in|sso|saml2?|adfs|auth|idp)([./_-]|$)|navpage\.do", re.IGNORECASE
+)
+
+
 def redirected(host: str, location: str | None, status: int) -> ServiceNowError:
-    target = (urlsplit(location or "").hostname or host).lower()
-    if target != host.split(":")[0]:
+    """A 3xx. Redirects are never followed; one to a login page (a browser login, SSO, or an IP access rule in front
+    of the instance) says so, since a REST call with a Bearer token never goes through a login page."""
+    parts = urlsplit(location or "")
+    target = (parts.hostname or host).lower()
+    if _LOGIN_PATH.search(parts.path or ""):
+        page = f"{target}{parts.path[:80]}"  # no query: a SAML request or a return address is not for the page
+        message = (
+            f"ServiceNow at {host} redirected the request to a web page, a login page ({page}), instead of answering "
+            "it, so nothing could be sent. API calls with a token never log in through a web page: check that "
+            f"Instance URL is the instance's own address (for example {EXAMPLE_URL}, not a portal or single sign-on "
+            "address), and ask your ServiceNow admin whether single sign-on or an IP access rule redirects REST API "
+            "calls."
+        )
+    elif target != host.split(":")[0]:
         message = (
             f"ServiceNow at {host} redirected the request to {target}; redirects are not followed. "
             "If your instance has moved, enter its new address in Instance URL."
@@ -338,7 +408,163 @@ def app_not_installed(host: str, labels: list[str], tables: list[str], update_se
     return ServiceNowError(ErrorKind.APP_NOT_INSTALLED, message, host=host)
 
 
+# ---- faults of a run under way --------------------------------------------------------------------------------
+
+
+def no_import_set_id(host: str, staging_table: str, answer: str | None) -> ServiceNowError:
+    """insertMultiple answered 2xx without a usable import set id: nothing says what ServiceNow did with the batch,
+    so it is a failed batch (sent again by the next export), never a record counted as exported."""
+    message = (
+        f"ServiceNow at {host} answered the batch for the staging table {staging_table} without an import set id, "
+        "so what it did with these records cannot be checked; they count as failed and the next export sends them "
+        "again. If it keeps happening, ask your ServiceNow admin to check the REST Insert Multiple entry of "
+        f"{staging_table} (System Web Services > REST Insert Multiples)."
+    )
+    return ServiceNowError(ErrorKind.NO_IMPORT_SET, message, 200, answer, None, host, stops_run=False)
+
+
+def waits_beyond(error: ServiceNowError, seconds: float) -> bool:
+    """True for a rate limit whose Retry-After (or X-RateLimit-Reset) asks for a longer wait than `seconds`: a
+    caller that cannot wait that long pauses instead of failing every request until then."""
+    return error.kind is ErrorKind.RATE_LIMITED and error.retry_after is not None and error.retry_after > seconds
+
+
+def rate_limit_pause(error: ServiceNowError) -> ServiceNowError:
+    """The same rate limit as an error that ends the sending loop (the run then waits until the limit ends)."""
+    return ServiceNowError(
+        error.kind, error.message, error.status, error.detail, error.retry_after, error.host, stops_run=True
+    )
+
+
+def waiting_for_rate_limit_message(until: datetime) -> str:
+    return (
+        f"Waiting for ServiceNow's rate limit until {until.strftime('%Y-%m-%d %H:%M')} UTC; the export continues "
+        "by itself then. Records already sent are kept."
+    )
+
+
+def rate_limit_too_long_message(host: str, until: datetime) -> str:
+    return (
+        f"ServiceNow at {host} asked to wait until {until.strftime('%Y-%m-%d %H:%M')} UTC before more requests "
+        "(rate limit), longer than an export waits, so this export stopped. Records already sent are kept; ask your "
+        "ServiceNow admin to raise the REST API rate limit for this user, then export again."
+    )
+
+
 # ---- reading ServiceNow's answers -----------------------------------------------------------------------------
+
+
+class _PageText(HTMLParser):
+    """The visible text of an HTML page (script and style left out)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in ("script", "style", "noscript"):
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "noscript") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def page_text(content: bytes, limit: int = ANSWER_TEXT_LENGTH) -> str:
+    """An HTML page's visible text, whitespace collapsed and cut at `limit` characters (plain text: pages escape it)."""
+    parser = _PageText()
+    try:
+        parser.feed(content[:200_000].decode("utf-8", errors="replace"))
+        parser.close()
+    except (AssertionError, ValueError):  # a page so broken the parser gives up: keep what it read
+        pass
+    return _bounded(" ".join(" ".join(parser.parts).split()), limit)
+
+
+def _bounded(text: str, limit: int = ANSWER_TEXT_LENGTH) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_ERROR_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.){1,500})"')
+_ERROR_DETAIL = re.compile(r'"detail"\s*:\s*"((?:[^"\\]|\\.){1,500})"')
+
+
+def _json_values(text: str) -> list[object] | None:
+    """Every JSON value in `text`, one after another (ServiceNow may append an error object to an answer); None
+    when some part is not JSON (an answer cut off mid-way)."""
+    decoder = json.JSONDecoder()
+    values, position = [], 0
+    while True:
+        while position < len(text) and text[position] in " \t\r\n":
+            position += 1
+        if position >= len(text):
+            return values
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return None
+        values.append(value)
+
+
+def _unescaped(text: str) -> str:
+    try:
+        return json.loads(f'"{text}"')
+    except ValueError:
+        return text
+
+
+def _appended_error(text: str) -> str | None:
+    """ServiceNow's words from the last error object in an answer, even a cut-off one (message, then detail)."""
+    start = text.rfind('"error"')
+    if start < 0:
+        return None
+    tail = text[start:]
+    parts = [
+        _unescaped(match.group(1)) for pattern in (_ERROR_MESSAGE, _ERROR_DETAIL) if (match := pattern.search(tail))
+    ]
+    return ": ".join(dict.fromkeys(parts)) or None
+
+
+def _carries_error(body: object) -> bool:
+    return isinstance(body, dict) and bool(body.get("error"))
+
+
+def successful_answer(
+    resp: requests.Response, host: str, *, what: str, secrets: tuple[str, ...] = ()
+) -> tuple[object, ServiceNowError | None]:
+    """Read a 2xx answer of the REST APIs: (the decoded JSON object or list, None), or (None, the error) when it is
+    not a clean answer.
+
+    Transaction quota rules cancel a request that already started and append an error object to the body, which is
+    then often cut off: HTTP 200 (ServiceNow KB1297438). That is a failed attempt, retried like a 5xx (records
+    coalesce on u_source_id, so sending a batch again is safe), carrying ServiceNow's text. A hibernating developer
+    instance answers its hibernation page, "Your instance is hibernating", with HTTP 200 (ServiceNow Developer blog,
+    "Hibernation and developer instances"). Any other page is not ServiceNow's API."""
+    status = resp.status_code
+    if is_html(resp):
+        text = redact(page_text(resp.content), secrets)
+        kind = ErrorKind.HIBERNATING if "hibernat" in (text or "").lower() else ErrorKind.NOT_SERVICENOW
+        return None, make_error(kind, host, what=what, status=status, detail=text or None)
+    raw = (resp.content or b"").decode("utf-8", errors="replace")
+    values = _json_values(raw)
+    if values is not None and len(values) == 1 and not _carries_error(values[0]):
+        if isinstance(values[0], dict | list):
+            return values[0], None
+        return None, make_error(ErrorKind.NOT_SERVICENOW, host, what=what, status=status)
+    if not values and values is not None:  # an empty body
+        return None, make_error(ErrorKind.NOT_SERVICENOW, host, what=what, status=status)
+    # Only ServiceNow's error words are quoted, never the rest of the body (it may hold records).
+    said = _appended_error(raw) or "the answer was not complete JSON"
+    detail = redact(_bounded(said), secrets)
+    message = (
+        f"{_message(ErrorKind.BAD_ANSWER, host, what=what, status=status, username=None)} ServiceNow said: {detail}"
+    )
+    return None, ServiceNowError(ErrorKind.BAD_ANSWER, message, status, detail, None, host)
 
 
 def redact(text: str | None, secrets: tuple[str, ...] | list[str]) -> str | None:
@@ -443,12 +669,17 @@ def from_token_response(
         return from_response(resp, host, what="the OAuth token endpoint", custom=custom, secrets=secrets)
     body = json_body(resp)
     if status < 300 or not isinstance(body, dict):
+        if is_html(resp) and "hibernat" in (text := page_text(resp.content)).lower():
+            # The hibernation page answers every path, the token endpoint too (HTTP 200): retried, then it stops.
+            return make_error(ErrorKind.HIBERNATING, host, what="the OAuth token endpoint", status=status, detail=text)
         return make_error(ErrorKind.NOT_SERVICENOW, host, what="the OAuth token endpoint", status=status)
     codes = tuple(str(body.get(key, "")).lower() for key in ("error", "error_description"))
     if any(code in _CLIENT_CODES for code in codes):
         kind = ErrorKind.CLIENT_REFUSED
     elif any(code in _TOKEN_CODES for code in codes) or status in (401, 403):
-        kind = ErrorKind.TOKEN_REFUSED
+        # access_denied says nothing of which part was refused: the message covers the token and the client.
+        detail = redact(error_detail(body), secrets)
+        return ServiceNowError(ErrorKind.TOKEN_REFUSED, grant_refused_message(host, custom), status, detail, None, host)
     else:
         return _stopping(from_response(resp, host, what="the OAuth token endpoint", custom=custom, secrets=secrets))
     return make_error(kind, host, status=status, detail=redact(error_detail(body), secrets), custom=custom)

@@ -19,7 +19,7 @@ from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.db import db, utcnow
 from itam_admin.identity import Identity
 from itam_admin.settings import audit
-from itam_admin.settings.models import ComplianceTenantSetting
+from itam_admin.settings.models import ComplianceTenantSetting, ConnectionState
 from itam_admin.settings.values import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -114,8 +114,24 @@ def save_settings(tenant_id: str, change: SettingsChange, actor: Identity) -> li
 def _save_once(tenant_id: str, change: SettingsChange, actor: Identity) -> list[str]:
     _lock_tenant(tenant_id)
     changed = _apply_change(tenant_id, change, actor)
+    _note_saved(tenant_id, bool(changed))
     db.session.commit()
     return changed
+
+
+def _note_saved(tenant_id: str, changed: bool) -> None:
+    """In the save's transaction: changed settings are not checked yet (what was seen of the old ones says nothing
+    of the new), and any save ends "needs a new token", so weekly exports run again (SPEC 7)."""
+    row = db.session.scalar(select(ConnectionState).where(ConnectionState.tenant_id == tenant_id))
+    if row is None:
+        if not changed:
+            return
+        row = ConnectionState(tenant_id=tenant_id)
+        db.session.add(row)
+    if changed:
+        row.state, row.checked_at, row.checked_by, row.message, row.error_kind = "unchecked", None, None, None, None
+        row.settings_changed_at = utcnow()
+    row.needs_new_token = False
 
 
 def _rollback() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.exports.conftest import counts
+from tests.exports.wire import on_first_batch
 
 
 def sent_by_type(run) -> dict[str, int]:
@@ -164,7 +165,7 @@ def test_a_failed_batch_keeps_the_records_due_for_the_next_export(
     inventory(computers=60, installs=0, contracts=0)
     backdate_inventory(app)
     configure_tenant(types=("hardware_inventory",))
-    sandbox.faults.fail_next(1, 500)
+    on_first_batch(sandbox, lambda: sandbox.faults.fail_next(1, 500))
     first = run_export()
     assert first.status == "partially_succeeded" and counts(first)["hardware_inventory"] == (40, 20)
     second = run_export()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from itam_admin.db import db
 from itam_admin.exports.models import ExportRun
 from tests.conftest import INTEGRATIONS, ROOT, csrf_token_from
+from tests.exports.wire import on_first_batch
 
 EXPORT = f"{INTEGRATIONS}/servicenow/export"
 
@@ -160,7 +161,7 @@ def test_servicenow_error_text_is_escaped_and_failed_records_download_as_csv(
     )
     inventory(computers=5, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    sandbox.faults.fail_next(1, 500, detail='<img src=x onerror="alert(1)">')
+    on_first_batch(sandbox, lambda: sandbox.faults.fail_next(1, 500, detail='<img src=x onerror="alert(1)">'))
     run = run_export()
     assert run.status == "failed"
     auth.login("admin@acme.example")

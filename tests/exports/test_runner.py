@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.exports.conftest import counts
+from tests.exports.wire import on_first_batch
 
 TARGETS = {
     "hardware_inventory": "cmdb_ci_computer",
@@ -61,9 +62,11 @@ def test_servicenow_side_counts_are_read_back(sandbox, configure_tenant, invento
 @pytest.mark.parametrize(
     "fault",
     [
-        pytest.param(lambda s: s.faults.fail_next(3, 503), id="5xx"),
-        pytest.param(lambda s: s.faults.fail_next(2, 429, retry_after=1), id="429-retry-after"),
-        pytest.param(lambda s: s.faults.drop_next(3), id="dropped-connections"),
+        pytest.param(lambda s: on_first_batch(s, lambda: s.faults.fail_next(3, 503)), id="5xx"),
+        pytest.param(
+            lambda s: on_first_batch(s, lambda: s.faults.fail_next(2, 429, retry_after=1)), id="429-retry-after"
+        ),
+        pytest.param(lambda s: on_first_batch(s, lambda: s.faults.drop_next(3)), id="dropped-connections"),
         pytest.param(lambda s: s.faults.set_latency(30), id="latency"),
     ],
 )
@@ -89,7 +92,8 @@ def test_a_batch_that_keeps_failing_is_recorded_and_the_run_goes_on(
     )
     inventory(computers=60, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    sandbox.faults.fail_next(2, 500, message="Transform <b>exploded</b>")  # one batch: first try and its retry
+    # One batch: first try and its retry.
+    on_first_batch(sandbox, lambda: sandbox.faults.fail_next(2, 500, message="Transform <b>exploded</b>"))
     run = run_export()
     assert run.status == "partially_succeeded"
     assert counts(run)["hardware_inventory"] == (40, 20)

@@ -16,6 +16,7 @@ from itam_admin.identity import Identity
 from itam_admin.settings.store import save_settings
 from itam_admin.settings.values import SettingsChange
 from tests.conftest import INTEGRATIONS
+from tests.exports.wire import on_first_batch
 
 ADMIN = Identity("1", "Alice Admin", "acme", frozenset({"integrations.manage"}))
 HISTORY = f"{INTEGRATIONS}/servicenow/runs"
@@ -86,7 +87,9 @@ def test_a_full_export_of_unchanged_records_says_what_changed_and_ignored_mean(a
 def test_a_failure_shows_servicenows_message_and_links_the_failed_records(app, client, auth, sandbox, exporting):
     """ServiceNow answers a refused request with {"error": {"message", "detail"}, "status": "failure"}
     (SERVICENOW-FACTS; ServiceNow REST API docs, "REST API error messages")."""
-    sandbox.faults.fail_next(1, 400, detail="Invalid field u_serial_number: value too long")
+    on_first_batch(
+        sandbox, lambda: sandbox.faults.fail_next(1, 400, detail="Invalid field u_serial_number: value too long")
+    )
     run_id = exporting()
     auth.login()
 

@@ -52,19 +52,23 @@ def test_token_endpoint_refusals_stop_the_run_and_keep_servicenow_words(body, ki
     assert HOST in error.message
 
 
-def test_token_refused_message_tells_what_to_do_and_mentions_custom_credentials_only_when_used():
+def test_a_refused_grant_says_the_token_or_the_named_oauth_application_was_refused():
+    """ServiceNow answers a refused refresh grant 401 access_denied for a bad or expired token and for an unknown or
+    wrong OAuth client alike (SERVICENOW-FACTS, OAuth): the message names the client used and what to check."""
     body = {"error": "server_error", "error_description": "access_denied"}
     default = errors.from_token_response(answer(401, body), HOST, custom=False)
     custom = errors.from_token_response(answer(401, body), HOST, custom=True)
 
-    assert str(default) == (
-        "ServiceNow at acme.service-now.com refused the token. "
-        "Generate a new token in ServiceNow and paste it in Token."
+    assert str(default).startswith(
+        "ServiceNow at acme.service-now.com refused the token or this portal's default OAuth application (the "
+        "Application Registry entry ITAM Connector default client); it answers both the same way. Generate a new "
+        "token in ServiceNow and paste it in Token, then save."
     )
-    assert str(custom) == (
-        "ServiceNow at acme.service-now.com refused the token. Generate a new token in ServiceNow and paste it "
-        "in Token, or check the Client ID and Client Secret."
+    assert str(custom).startswith(
+        "ServiceNow at acme.service-now.com refused the token or your own OAuth application (the Client ID and "
+        "Client Secret under Use custom credentials); it answers both the same way."
     )
+    assert "Application Registry" in str(custom) and "Client ID and Client Secret again" in str(custom)
 
 
 def test_rest_error_body_is_kept_as_detail():

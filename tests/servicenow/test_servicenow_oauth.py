@@ -116,7 +116,7 @@ def test_token_endpoint_failures_raise_classified_errors(
     assert error.stops_run is (kind is not ErrorKind.SERVER_ERROR)
     assert "acme.service-now.com" in error.message
     if kind is ErrorKind.TOKEN_REFUSED:
-        assert error.message.endswith("or check the Client ID and Client Secret.")
+        assert "or your own OAuth application" in error.message and "Client ID and Client Secret" in error.message
     assert not any(secret in text for secret in secrets for text in (str(error), repr(error), error.detail or ""))
 
 
