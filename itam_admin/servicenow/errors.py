@@ -207,8 +207,8 @@ def _message(kind: ErrorKind, host: str, *, what: str, status: int | None, usern
             "your ServiceNow instance and that the instance is awake (not hibernating)."
         ),
         ErrorKind.PAYLOAD_TOO_LARGE: (
-            f"ServiceNow at {host} refused the request to {what} as too large (HTTP 413). If this keeps happening, "
-            "ask the portal operator to lower the batch size."
+            f"ServiceNow at {host} refused the request to {what} as too large (HTTP {status}). If this keeps "
+            "happening, ask the portal operator to lower the batch size."
         ),
         ErrorKind.NOT_FOUND: (
             f"ServiceNow at {host} could not find {what} (HTTP 404). Check that it exists in your instance "
@@ -650,10 +650,18 @@ def from_response(
     kinds = {401: ErrorKind.TOKEN_REFUSED, 403: ErrorKind.FORBIDDEN, 404: ErrorKind.NOT_FOUND}
     kinds.update({413: ErrorKind.PAYLOAD_TOO_LARGE, 429: ErrorKind.RATE_LIMITED})
     kind = kinds.get(status, ErrorKind.SERVER_ERROR if status >= 500 else ErrorKind.BAD_REQUEST)
+    if _rejected_as_too_large(detail):
+        # ServiceNow refuses a body over glide.rest.max_content_length with "Rejected large REST payload" (KB0747638),
+        # not necessarily with 413 (400 or 500 have been seen): the exporter splits such a batch.
+        kind = ErrorKind.PAYLOAD_TOO_LARGE
     retry_after = retry_after_seconds(resp.headers) if kind in RETRYABLE_KINDS else None
     return make_error(
         kind, host, what=what, status=status, detail=detail, retry_after=retry_after, username=username, custom=custom
     )
+
+
+def _rejected_as_too_large(detail: str | None) -> bool:
+    return bool(detail) and "rejected large rest payload" in detail.lower()
 
 
 _CLIENT_CODES = ("invalid_client", "unauthorized_client")
