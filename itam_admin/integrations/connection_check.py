@@ -1,7 +1,8 @@
 """The Test connection action: the form's values (unsaved ones win, masks use the stored secret) are tried against
 the instance without saving or exporting: the token, the user, then what the instance has of the connector's
 ServiceNow app for the chosen data types. Rate-limited per tenant; never shows or logs a secret, never sends a stored
-secret to a host other than the stored Instance URL, and never writes anything (not even a rotated token)."""
+secret to a host other than the stored Instance URL, and never changes the settings (not even with a rotated token);
+a test of exactly the stored settings records what it saw as the tenant's connection state."""
 
 from __future__ import annotations
 
