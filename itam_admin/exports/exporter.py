@@ -1,8 +1,10 @@
 """The exporter: runs one export run by streaming each chosen data type's plan, batching it, posting batches to the
-Import Set API with several requests in flight, and recording progress, the ledger and the outcome.
+Import Set API with several requests in flight, reading back what ServiceNow's transform did, and recording
+progress, the ledger and the outcome.
 
 Only the main thread touches the database; sender threads only talk to ServiceNow. Any fault ends in a recorded
-outcome (never a run left `running`), and what ServiceNow accepted is remembered even when the run fails.
+outcome (never a run left `running`); what ServiceNow accepted is remembered even when the run fails, as awaiting
+confirmation, and a run never says `succeeded` unless ServiceNow's transform wrote every record it sent.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.datatypes import data_type as registry_entry
 from itam_admin.db import db, utcnow
-from itam_admin.exports import planner, runs
+from itam_admin.exports import confirm, planner, runs
+from itam_admin.exports.failures import COMMENT, STATE
 from itam_admin.exports.ledger import Ledger
-from itam_admin.exports.models import ExportBatchFailure, ExportRun
+from itam_admin.exports.models import ExportBatchFailure, ExportRun, ExportRunDataType
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
 from itam_admin.plugin import current_plugin
 from itam_admin.servicenow import errors
 from itam_admin.servicenow.app_check import require_app
-from itam_admin.servicenow.client import ConnectionCheck
+from itam_admin.servicenow.client import ConnectionCheck, ImportSetRunCounts
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.settings import connection
 from itam_admin.tenant_client import client_for
@@ -35,8 +40,27 @@ from itam_admin.tenant_client import client_for
 log = logging.getLogger("itam_admin.exports")
 PROGRESS_EVERY_SECONDS = 1.0
 SENDER_SWITCH_INTERVAL = 0.0005  # seconds; see responsive_senders()
-COUNTS = ("total", "sent", "failed", "new", "changed", "retired", "unchanged")
-READ_BACK_IMPORT_SETS = 200  # per data type; enough for the counts of a weekly differential export
+COUNTS = (
+    "total",
+    "sent",
+    "failed",
+    "new",
+    "changed",
+    "retired",
+    "unchanged",
+    "confirmed",
+    "rejected",
+    "unconfirmed",
+    "earlier_confirmed",
+    "earlier_rejected",
+    "earlier_unconfirmed",
+    "earlier_due",
+)
+FIRST_READ_BACK_WAIT = 0.5  # seconds; then 1, 2, 4... within read_back_wait_seconds in all
+REJECTED_KIND = "rejected_by_transform"
+# Data types whose records refer to another's: their import sets are transformed after that one's (installs name
+# their computer), so the run waits for those import sets and sends with ServiceNow's run_after.
+TRANSFORMED_AFTER = {"installed_applications": "hardware_inventory"}
 
 
 class RunStopped(Exception):
@@ -60,15 +84,29 @@ class BatchOutcome:
     accepted: list[planner.Planned] = field(default_factory=list)
     import_set_ids: list[str] = field(default_factory=list)
     failed: list[tuple[list[planner.Planned], ServiceNowError]] = field(default_factory=list)
+    # Accepted records per import set, in the order of import_set_ids (a split batch went in several); empty: all
+    # of `accepted` went in the one import set.
+    set_sizes: list[int] = field(default_factory=list)
+
+    def pieces(self) -> list[tuple[str, list[planner.Planned]]]:
+        """(import set id, the records that went in it) for each import set ServiceNow created."""
+        if not self.set_sizes:
+            return [(self.import_set_ids[0], self.accepted)] if self.accepted and self.import_set_ids else []
+        pieces, start = [], 0
+        for set_id, size in zip(self.import_set_ids, self.set_sizes, strict=True):
+            pieces.append((set_id, self.accepted[start : start + size]))
+            start += size
+        return pieces
 
 
 def body_of(items: list[planner.Planned]) -> bytes:
     return planner.encode_batch([item.record for item in items])
 
 
-def send_batch(client, staging_table: str, batch: Batch, max_bytes: int) -> BatchOutcome:
+def send_batch(client, staging_table: str, batch: Batch, max_bytes: int, run_after: str | None = None) -> BatchOutcome:
     """Post a batch; one over max_bytes, or answered 413, is split in halves (down to single records). Runs in a
-    sender thread, so encoding the body happens there too."""
+    sender thread, so encoding the body happens there too. `run_after`: the import set ServiceNow transforms these
+    after."""
     outcome = BatchOutcome(batch)
     pending = [batch.items]
     while pending:
@@ -79,7 +117,10 @@ def send_batch(client, staging_table: str, batch: Batch, max_bytes: int) -> Batc
             pending.extend([items[half:], items[:half]])
             continue
         try:
-            ids = client.insert_multiple(staging_table, body)
+            if run_after:
+                ids = client.insert_multiple(staging_table, body, run_after=run_after)
+            else:
+                ids = client.insert_multiple(staging_table, body)
         except ServiceNowError as error:
             if error.stops_run:
                 raise RunStopped(error) from None
@@ -89,8 +130,13 @@ def send_batch(client, staging_table: str, batch: Batch, max_bytes: int) -> Batc
                 continue
             outcome.failed.append((items, error))
             continue
+        if not confirm.usable_import_set_id(ids.import_set_id):
+            # The client already refuses such an answer; a stand-in client may not: never a record nobody can confirm.
+            outcome.failed.append((items, errors.no_import_set_id(client.host, staging_table, None)))
+            continue
         outcome.accepted.extend(items)
         outcome.import_set_ids.append(ids.import_set_id)
+        outcome.set_sizes.append(len(items))
     return outcome
 
 
@@ -105,21 +151,46 @@ class Exporter:
         self.counts = {dt.data_type: dt for dt in run.data_types}
         # Counted here per record and copied to the run's rows at each progress save: ORM attributes cost too much
         # to touch per record.
-        # Totals start as counted when the run was queued, so data types not begun yet do not read "0 of 0".
-        self.tally = {dt.data_type: {**dict.fromkeys(COUNTS, 0), "total": dt.total or 0} for dt in run.data_types}
+        # Counts start as stored: totals as counted when the run was queued (so data types not begun yet do not read
+        # "0 of 0"), and what a run resumed after a rate-limit pause had sent and confirmed before it (it plans again,
+        # so its unchanged records are counted afresh).
+        self.tally = {dt.data_type: {name: getattr(dt, name) or 0 for name in COUNTS} for dt in run.data_types}
+        for tally in self.tally.values():
+            tally["unchanged"] = 0
         self.last_progress = 0.0
         self.batch_number = 0
-        self.import_set_ids: dict[str, list[str]] = {data_type: [] for data_type in self.counts}
+        self.import_set_ids: dict[str, list[str]] = {
+            dt.data_type: list(dt.import_set_ids or []) for dt in run.data_types
+        }
         self.ledgers = {data_type: Ledger(run.tenant_id, run.instance_url, data_type) for data_type in self.counts}
+        # Read back: ServiceNow's counts of this run's import sets, when each data type's plan began, the last error
+        # of a read, and data types where a rejection found after planning means the run is not complete.
+        self.results: dict[str, dict[str, ImportSetRunCounts]] = {data_type: {} for data_type in self.counts}
+        self.started: dict[str, object] = {}
+        self.read_error: dict[str, ServiceNowError | None] = dict.fromkeys(self.counts)
+        self.hidden_rows: dict[str, bool] = dict.fromkeys(self.counts, False)
+        self.incomplete: dict[str, bool] = dict.fromkeys(self.counts, False)
 
     def export(self) -> None:
+        # Import sets earlier runs left unconfirmed are settled first, so their rejected records go in this plan and
+        # the rest is not sent again.
+        for data_type in DATA_TYPE_NAMES:
+            if data_type in self.counts:
+                self.settle(data_type)
         for data_type in DATA_TYPE_NAMES:
             if data_type in self.counts:
                 self.export_data_type(data_type)
 
     def export_data_type(self, data_type: str) -> None:
         counts = self.counts[data_type]
-        started = utcnow()
+        run_after = None
+        if (earlier := TRANSFORMED_AFTER.get(data_type)) in self.counts:
+            # ServiceNow transforms asynchronous import sets in any order unless told (Import Set API docs): wait
+            # (bounded) until the computers' import sets are done, and name the last one as run_after besides.
+            self.wait_for([earlier])
+            awaited = [row.import_set_id for row in self.ledgers[earlier].pending()]
+            run_after = (self.import_set_ids[earlier] or awaited or [None])[-1]
+        self.started[data_type] = utcnow()
         self.tally[data_type]["total"] = self.source.count(self.run.tenant_id, data_type)
         self.save_progress(force=True)
         staging_table = registry_entry(data_type).staging_table
@@ -132,7 +203,11 @@ class Exporter:
                     # next request at once instead of waiting for this thread to record and plan.
                     while len(pending) >= 2 * in_flight:
                         self.collect(pending)
-                    pending.add(pool.submit(send_batch, self.client, staging_table, batch, self.config.max_batch_bytes))
+                    pending.add(
+                        pool.submit(
+                            send_batch, self.client, staging_table, batch, self.config.max_batch_bytes, run_after
+                        )
+                    )
                 while pending:
                     self.collect(pending)
             except RunStopped:
@@ -142,8 +217,6 @@ class Exporter:
                 raise
         # Stored once per data type, not at every progress save: a big export has thousands of import sets.
         counts.import_set_ids = list(self.import_set_ids[data_type])
-        if self.tally[data_type]["failed"] == 0:
-            self.ledgers[data_type].set_watermark(started - self.config.differential_margin)
         self.save_progress(force=True)
 
     def batches(self, data_type: str):
@@ -203,7 +276,7 @@ class Exporter:
     def record(self, outcome: BatchOutcome) -> None:
         tally = self.tally[outcome.batch.data_type]
         if outcome.accepted:
-            self.remember(outcome.batch.data_type, outcome.accepted)
+            self.remember(outcome)
             tally["sent"] += len(outcome.accepted)
             for action, count in Counter(item.action for item in outcome.accepted).items():
                 tally[action] += count  # new, changed, retired
@@ -224,11 +297,13 @@ class Exporter:
                 )
             )
 
-    def remember(self, data_type: str, accepted: list[planner.Planned]) -> None:
-        """Advance the differential state for records ServiceNow accepted (only these: nothing is lost)."""
-        ledger = self.ledgers[data_type]
-        ledger.release([item.source_id for item in accepted if item.action == planner.RETIRED])
-        ledger.hold([(item.source_id, item.content_hash) for item in accepted if item.action != planner.RETIRED])
+    def remember(self, outcome: BatchOutcome) -> None:
+        """Record what ServiceNow accepted as awaiting its transform, per import set (one statement per import set,
+        never per record): the planner does not send it again meanwhile, and read_back confirms or rejects it."""
+        ledger = self.ledgers[outcome.batch.data_type]
+        for import_set_id, items in outcome.pieces():
+            ledger.sent(import_set_id, [(item.source_id, item.content_hash) for item in items])
+            ledger.add_pending(import_set_id, self.run.id, outcome.batch.number, len(items))
 
     def save_progress(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -242,72 +317,244 @@ class Exporter:
         runs.heartbeat(self.run)
         db.session.commit()
 
+    # ---- what ServiceNow's transform did ------------------------------------------------------------------------
+
     def read_back(self) -> None:
-        """ServiceNow-side counts of the import sets, where the instance answers; never fails the run. ServiceNow
-        transforms import sets after answering, so unfinished ones are asked again (waiting 2, 4, 8... seconds, at
-        most read_back_wait_seconds in all), then shown as unfinished."""
-        waits, wait = [], 2.0
-        while sum(waits) + wait <= self.config.read_back_wait_seconds:
-            waits.append(wait)
-            wait *= 2
-        for data_type, counts in self.counts.items():
-            ids = self.import_set_ids[data_type][:READ_BACK_IMPORT_SETS]
-            if not ids:
-                continue
-            runs: dict = {}
-            for wait_seconds in (0.0, *waits):
-                time.sleep(wait_seconds)
-                self.save_progress(force=True)  # a heartbeat while we wait
-                try:
-                    runs = self.client.import_set_runs(ids)
-                except ServiceNowError as error:
-                    log.info("could not read import set results from %s: %s", self.client.host, error.kind)
-                    runs = {}
-                    break
-                if sum(1 for r in runs.values() if r.state.startswith("complete")) == len(ids):
-                    break
-            if not runs:
-                continue
-            counts.sn_import_sets = len(self.import_set_ids[data_type])
-            counts.sn_import_sets_read = len(ids)
-            counts.sn_import_sets_complete = sum(1 for r in runs.values() if r.state.startswith("complete"))
-            counts.sn_inserts = sum(r.inserts for r in runs.values())
-            counts.sn_updates = sum(r.updates for r in runs.values())
-            counts.sn_ignored = sum(r.ignored for r in runs.values())
-            counts.sn_skipped = sum(r.skipped for r in runs.values())
-            counts.sn_errors = sum(r.errors for r in runs.values())
-        db.session.commit()
+        """Wait (bounded) for ServiceNow to transform the import sets still awaited, confirm or reject their records,
+        then count what is still unconfirmed and set the watermark of each data type that is complete and confirmed.
+        A read that fails leaves records unconfirmed; it never fails the run."""
+        self.wait_for([data_type for data_type in DATA_TYPE_NAMES if data_type in self.counts])
+        for data_type, tally in self.tally.items():
+            pending = self.ledgers[data_type].pending()
+            tally["unconfirmed"] = sum(row.record_count for row in pending if row.run_id == self.run.id)
+            tally["earlier_unconfirmed"] = sum(row.record_count for row in pending if row.run_id != self.run.id)
+            self.servicenow_counts(data_type)
+            row = self.counts[data_type]
+            row.read_back_error = self.read_back_problem(data_type) if pending else None
+            complete = not pending and tally["failed"] == 0 and not self.incomplete[data_type]
+            if data_type in self.started and complete:
+                self.ledgers[data_type].set_watermark(self.started[data_type] - self.config.differential_margin)
+        self.save_progress(force=True)
+
+    def wait_for(self, data_types: list[str]) -> None:
+        """Read the awaited import sets of these data types until none is left, a read fails, or
+        read_back_wait_seconds passed (waiting 0.5, 1, 2... s between reads)."""
+        deadline = time.monotonic() + self.config.read_back_wait_seconds
+        wait_seconds = FIRST_READ_BACK_WAIT
+        left = list(data_types)
+        while True:
+            left = [
+                data_type for data_type in left if self.settle(data_type) and self.read_back_problem(data_type) is None
+            ]
+            remaining = deadline - time.monotonic()
+            if not left or remaining <= 0:
+                return
+            time.sleep(min(wait_seconds, remaining))
+            wait_seconds *= 2
+
+    def settle(self, data_type: str) -> int:
+        """One read of the data type's awaited import sets, applied to the ledger and the counts; returns how many
+        import sets are still awaited."""
+        entry = registry_entry(data_type)
+        reading = confirm.settle(self.client, self.ledgers[data_type], entry.staging_table, entry.field_names, utcnow())
+        own = set(self.import_set_ids[data_type])
+        self.results[data_type].update({set_id: c for set_id, c in reading.results.items() if set_id in own})
+        self.read_error[data_type] = reading.error
+        self.hidden_rows[data_type] = reading.hidden_rows
+        tally = self.tally[data_type]
+        for settled in reading.settled:
+            written, not_written = settled.record_count - settled.not_written, settled.not_written
+            if settled.pending.run_id == self.run.id:
+                tally["confirmed"] += written
+                tally["rejected"] += not_written
+                tally["failed"] += not_written
+            else:
+                tally["earlier_confirmed"] += written
+                tally["earlier_rejected"] += not_written
+                if data_type in self.started:
+                    tally["earlier_due"] += not_written
+                self.count_on_earlier_run(data_type, settled, written)
+            if not_written:
+                # A rejection found after this data type was planned is sent again only by the next export.
+                self.incomplete[data_type] = self.incomplete[data_type] or data_type in self.started
+                db.session.add(self.rejection(data_type, settled))
+        if reading.error is not None:
+            log.info("could not read import set results from %s: %s", self.client.host, reading.error.kind)
+        self.save_progress(force=True)  # commits; a heartbeat while we wait
+        return len({row.import_set_id for row in reading.still_pending})
+
+    def read_back_problem(self, data_type: str) -> str | None:
+        """Why the awaited import sets of a data type could not be confirmed, when it was not just time."""
+        error = self.read_error[data_type]
+        if error is not None:
+            return error.message
+        if self.hidden_rows[data_type]:
+            return (
+                f"ServiceNow at {self.client.host} did not show {self.run_user()} every staging row of a finished "
+                f"import set in {registry_entry(data_type).staging_table}, so which records its transform rejected "
+                "is not known. Ask your ServiceNow admin to let this user read the ITAM staging tables."
+            )
+        return None
+
+    def run_user(self) -> str:
+        creds = getattr(self.client, "creds", None)
+        return getattr(creds, "username", "") or "the integration user"
+
+    def count_on_earlier_run(self, data_type: str, settled: confirm.Settled, written: int) -> None:
+        """The run that sent an import set learns what became of it, so its counts and failed records end true."""
+        row = db.session.scalar(
+            select(ExportRunDataType).where(
+                ExportRunDataType.run_id == settled.pending.run_id, ExportRunDataType.data_type == data_type
+            )
+        )
+        if row is None:
+            return
+        row.confirmed = (row.confirmed or 0) + written
+        row.rejected = (row.rejected or 0) + settled.not_written
+        row.failed = (row.failed or 0) + settled.not_written
+        row.unconfirmed = max((row.unconfirmed or 0) - settled.record_count, 0)
+
+    def rejection(self, data_type: str, settled: confirm.Settled) -> ExportBatchFailure:
+        """The failed records of one import set, with ServiceNow's state and comment per record, recorded on the run
+        that sent them (this one when that run is gone)."""
+        run_id = settled.pending.run_id
+        if run_id != self.run.id and db.session.get(ExportRun, run_id) is None:
+            run_id = self.run.id
+        if settled.gave_up:
+            days = confirm.GIVE_UP_AFTER.days
+            message = (
+                f"ServiceNow gave no transform result for this batch's import set within {days} days (it deletes "
+                f"import sets after {days} days), so its {len(settled.gave_up)} records are sent again."
+            )
+            records = [{"u_source_id": source_id, STATE: "", COMMENT: ""} for source_id in settled.gave_up]
+            detail = None
+        else:
+            states = Counter(row.state or "no state" for row in settled.rejected)
+            breakdown = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+            message = (
+                f"ServiceNow's transform did not write {len(settled.rejected)} of the {settled.record_count} records "
+                f"of this batch ({breakdown}); the next export sends them again."
+            )
+            records = [
+                {
+                    **settled.values.get(row.sys_id, {}),
+                    "u_source_id": row.source_id,
+                    STATE: row.state,
+                    COMMENT: row.comment,
+                }
+                for row in settled.rejected
+            ]
+            comments = list(dict.fromkeys(row.comment for row in settled.rejected if row.comment))
+            detail = "; ".join(comments[:5])[:2000] or None
+        return ExportBatchFailure(
+            run_id=run_id,
+            data_type=data_type,
+            batch_number=settled.pending.batch_number,
+            record_count=settled.not_written,
+            status_code=None,
+            error_kind=REJECTED_KIND,
+            message=message,
+            detail=detail,
+            records_json=planner.encode_batch(records).decode(),
+        )
+
+    def servicenow_counts(self, data_type: str) -> None:
+        """ServiceNow's own counts of this run's import sets, as last read (shown beside ours)."""
+        ids = set(self.import_set_ids[data_type])
+        read = self.results[data_type]
+        if not ids or not read:
+            return
+        counts = self.counts[data_type]
+        pending = {row.import_set_id for row in self.ledgers[data_type].pending()}
+        counts.sn_import_sets = len(ids)
+        counts.sn_import_sets_read = len(read)
+        counts.sn_import_sets_complete = len(set(read) - pending)
+        counts.sn_inserts = sum(r.inserts for r in read.values())
+        counts.sn_updates = sum(r.updates for r in read.values())
+        counts.sn_ignored = sum(r.ignored for r in read.values())
+        counts.sn_skipped = sum(r.skipped for r in read.values())
+        counts.sn_errors = sum(r.errors for r in read.values())
 
 
 def outcome_of(run: ExportRun) -> tuple[str, str]:
-    sent = sum(dt.sent for dt in run.data_types)
-    failed = sum(dt.failed for dt in run.data_types)
-    parts = [f"{registry_entry(dt.data_type).label}: {dt.sent} sent, {dt.failed} failed" for dt in run.data_types]
+    """The run's status and message from its counts (SPEC 5): `succeeded` only when ServiceNow's transform wrote every
+    record sent and nothing is left unconfirmed; `failed` when nothing got through; else `partially_succeeded`."""
+    total = {name: sum(getattr(dt, name) or 0 for dt in run.data_types) for name in COUNTS}
+    not_confirmed = total["unconfirmed"] + total["earlier_unconfirmed"] + total["earlier_due"]
+    parts = [_summary(dt) for dt in run.data_types]
     summary = "; ".join(parts) + "."
-    if failed == 0:
-        if sent == 0:
-            return (
-                runs.SUCCEEDED,
-                "Nothing to send: ServiceNow already has every record as it is in IT Asset Management.",
-            )
-        return runs.SUCCEEDED, f"All records were accepted by ServiceNow at {run.instance_url}. {summary}"
-    if sent == 0:
+    earlier = _earlier_note(total)
+    if total["failed"] == 0 and not_confirmed == 0:
+        if total["sent"] == 0:
+            message = "Nothing to send: ServiceNow already has every record as it is in IT Asset Management."
+            return runs.SUCCEEDED, f"{message} {earlier}".strip()
         return (
-            runs.FAILED,
-            f"ServiceNow at {run.instance_url} accepted none of the batches. {summary} {_failure_hint(run)}",
+            runs.SUCCEEDED,
+            f"ServiceNow at {run.instance_url} wrote every record sent (its import set results confirm each). "
+            f"{summary} {earlier}".strip(),
         )
+    reasons = " ".join(filter(None, [_failure_hint(run), _unconfirmed_note(run), earlier]))
+    if total["confirmed"] == 0 and not_confirmed == 0:
+        return runs.FAILED, f"ServiceNow at {run.instance_url} wrote none of the records sent. {summary} {reasons}"
     return (
         runs.PARTIALLY_SUCCEEDED,
-        f"Some batches were not accepted by ServiceNow at {run.instance_url}. {summary} {_failure_hint(run)}",
+        f"ServiceNow at {run.instance_url} did not write every record. {summary} {reasons}",
     )
 
 
+def _summary(dt: ExportRunDataType) -> str:
+    text = f"{registry_entry(dt.data_type).label}: {dt.sent} sent, {dt.confirmed or 0} written, {dt.failed} failed"
+    if dt.unconfirmed:
+        text += f", {dt.unconfirmed} not confirmed yet"
+    return text
+
+
 def _failure_hint(run: ExportRun) -> str:
-    first = run.failed_batches[0] if run.failed_batches else None
-    if first is None:
+    """What failed and what to do: batches ServiceNow refused, and records its transform did not write."""
+    refused = [failure for failure in run.failed_batches if failure.error_kind != REJECTED_KIND]
+    rejected = [failure for failure in run.failed_batches if failure.error_kind == REJECTED_KIND]
+    hints = []
+    if refused:
+        count = sum(failure.record_count for failure in refused)
+        # The pages show ServiceNow's message of each failed batch and link the failed records' CSV beside this.
+        hints.append(f"{count} records were in batches ServiceNow did not accept. First failure: {refused[0].message}")
+    if rejected:
+        count = sum(failure.record_count for failure in rejected)
+        said = f" ServiceNow said: {rejected[0].detail}" if rejected[0].detail else ""
+        hints.append(
+            f"ServiceNow's transform did not write {count} records; the failed records (CSV) carry its comment on "
+            f"each, and the next export sends them again.{said}"
+        )
+    return " ".join(hints)
+
+
+def _unconfirmed_note(run: ExportRun) -> str:
+    notes = []
+    for dt in run.data_types:
+        count = (dt.unconfirmed or 0) + (dt.earlier_unconfirmed or 0)
+        if not count:
+            continue
+        if dt.read_back_error:
+            notes.append(
+                f"{count} records could not be confirmed: {dt.read_back_error} The next export tries to confirm them."
+            )
+        else:
+            notes.append(
+                f"{count} records are not confirmed yet: ServiceNow was still transforming; the next export "
+                "confirms them."
+            )
+    return " ".join(notes)
+
+
+def _earlier_note(total: dict[str, int]) -> str:
+    if not total["earlier_confirmed"] and not total["earlier_rejected"]:
         return ""
-    # The pages show ServiceNow's message of each failed batch and link the failed records' CSV beside this.
-    return f"First failure: {first.message}"
+    note = f"Of records sent by earlier exports, ServiceNow has now written {total['earlier_confirmed']}"
+    if total["earlier_rejected"]:
+        rejected = total["earlier_rejected"]
+        again = "by the next export" if total["earlier_due"] else "by this one"
+        note += f" and did not write {rejected}: they are sent again {again} (see that export's failed records)"
+    return note + "."
 
 
 @contextmanager

@@ -66,6 +66,18 @@ def run_as_json(run: ExportRun | None) -> dict | None:
                 "changed": dt.changed,
                 "retired": dt.retired,
                 "unchanged": dt.unchanged,
+                # What ServiceNow's transform did with the records sent ("failed" includes "rejected"), and with
+                # records of earlier runs this run confirmed.
+                "confirmed": dt.confirmed or 0,
+                "rejected": dt.rejected or 0,
+                "unconfirmed": dt.unconfirmed or 0,
+                "earlier": {
+                    "confirmed": dt.earlier_confirmed or 0,
+                    "rejected": dt.earlier_rejected or 0,
+                    "unconfirmed": dt.earlier_unconfirmed or 0,
+                    "to_send_again": dt.earlier_due or 0,
+                },
+                "read_back_error": dt.read_back_error,
                 "servicenow": None
                 if dt.sn_inserts is None
                 else {

@@ -1,6 +1,11 @@
-"""The ledger of what ServiceNow holds, per tenant, instance and data type: the hash of every record it holds as we
-last sent it, and the watermark before which every record is known to be there. Differential exports read it
-(planner) and the exporter writes it; nothing else touches these tables. Never holds a secret.
+"""The ledger of what ServiceNow holds, per tenant, instance and data type: the hash of every record as we last sent
+it, which of those its transform has not confirmed yet (and the import sets they went in), and the watermark before
+which every record is known to be there. Differential exports read it (planner) and the exporter writes it; nothing
+else touches these tables. Never holds a secret.
+
+A record counts as held only after its import set's transform wrote it: sending marks the row with the import set
+(so the planner does not send it again while ServiceNow transforms it), confirmation clears the mark, a rejection
+gives the row the hash REJECTED (so the next export sends it again) and drops the watermark.
 """
 
 from __future__ import annotations
@@ -9,17 +14,24 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, Row, delete, func, select, update
 
-from itam_admin.db import db
-from itam_admin.exports.models import ExportWatermark, SentRecord
+from itam_admin.db import db, utcnow
+from itam_admin.exports.models import ExportWatermark, PendingImportSet, SentRecord
 
 CHUNK = 2000
+IDS_PER_STATEMENT = 500  # bound parameters per IN (...), well under SQLite's and PostgreSQL's limits
+# Hashes with a meaning (a real one is 32 hex digits): a retirement sent and awaiting confirmation (the row goes when
+# it is confirmed), and a record ServiceNow's transform did not write (it differs from every real hash, so the
+# planner sends the record again, or its retirement when it is gone from ITAM).
+RETIRING = ""
+REJECTED = "rejected"
 
 UPSERT_SENT = (
-    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}) "
-    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash"
+    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash, import_set_id) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
+    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
+    "import_set_id = excluded.import_set_id"
 )
 
 
@@ -32,6 +44,7 @@ class Ledger:
     """One tenant's ledger of one data type on one instance."""
 
     source_id = SentRecord.source_id  # the column a caller's anti-join (deleted records) compares with
+    not_retiring = SentRecord.content_hash != RETIRING  # rows whose retirement is not already in flight
 
     def __init__(self, tenant_id: str, instance_url: str, data_type: str) -> None:
         self.tenant_id, self.data_type = tenant_id, data_type
@@ -72,32 +85,120 @@ class Ledger:
                 return
             low = ids[-1]
 
-    def count(self) -> int:
-        return db.session.connection().execute(select(func.count()).where(*self._of())).scalar_one()
-
     def watermark(self) -> datetime | None:
         query = select(ExportWatermark.complete_since).where(*self._of(ExportWatermark))
         return db.session.connection().execute(query).scalar()
 
+    def awaiting(self, import_set_id: str) -> list[str]:
+        """Source ids of the records still awaiting this import set's confirmation."""
+        query = select(SentRecord.source_id).where(*self._of(), SentRecord.import_set_id == import_set_id)
+        return list(db.session.connection().execute(query).scalars())
+
+    def retiring(self, import_set_id: str, source_ids: list[str]) -> set[str]:
+        """Which of these source ids went in this import set as retirements."""
+        found: set[str] = set()
+        for chunk in _chunks(source_ids):
+            query = select(SentRecord.source_id).where(
+                *self._of(),
+                SentRecord.import_set_id == import_set_id,
+                SentRecord.content_hash == RETIRING,
+                SentRecord.source_id.in_(chunk),
+            )
+            found.update(db.session.connection().execute(query).scalars())
+        return found
+
+    def count_held(self) -> int:
+        """Rows of records ServiceNow has or is being sent (retirements in flight excluded)."""
+        query = select(func.count()).where(*self._of(), Ledger.not_retiring)
+        return db.session.connection().execute(query).scalar_one()
+
     # ---- writes (exporter) -------------------------------------------------------------------------------------
 
-    def hold(self, rows: list[tuple[str, str]]) -> None:
-        """Record that ServiceNow holds these records (source id, content hash) as sent. A plain DBAPI executemany:
-        it runs for every record exported, and SQLAlchemy's per-row parameter handling cost more than the
-        database's work (same SQL on SQLite and PostgreSQL)."""
+    def sent(self, import_set_id: str, rows: list[tuple[str, str]]) -> None:
+        """Record that these records (source id, content hash; RETIRING for a retirement) went in an import set that
+        ServiceNow accepted and has not confirmed yet. A plain DBAPI executemany: it runs for every record exported,
+        and SQLAlchemy's per-row parameter handling cost more than the database's work (same SQL on SQLite and
+        PostgreSQL)."""
         if not rows:
             return
         connection = db.session.connection()
         placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         tenant, key, data_type = self.tenant_id, self.key, self.data_type
         connection.exec_driver_sql(
-            UPSERT_SENT.format(p=placeholder), [(tenant, key, data_type, sid, digest) for sid, digest in rows]
+            UPSERT_SENT.format(p=placeholder),
+            [(tenant, key, data_type, sid, digest, import_set_id) for sid, digest in rows],
         )
 
-    def release(self, source_ids: list[str]) -> None:
-        """Forget records ServiceNow retired (they were deleted from ITAM)."""
+    def confirm(self, import_set_ids: list[str]) -> None:
+        """ServiceNow's transform finished these import sets and wrote every record still marked with them (the
+        rejected ones were marked REJECTED first): retirements are forgotten, the rest is held."""
+        for chunk in _chunks(import_set_ids):
+            in_sets = SentRecord.import_set_id.in_(chunk)
+            db.session.execute(delete(SentRecord).where(*self._of(), in_sets, SentRecord.content_hash == RETIRING))
+            db.session.execute(update(SentRecord).where(*self._of(), in_sets).values(import_set_id=None))
+
+    def reject(self, import_set_id: str, source_ids: list[str]) -> None:
+        """ServiceNow's transform did not write these records of an import set: the next export sends them again.
+        A row sent again since (in a later import set) is left alone. The watermark goes, because a rejected record
+        that has not changed would otherwise not be read by the next differential export."""
+        for chunk in _chunks(source_ids):
+            db.session.execute(
+                update(SentRecord)
+                .where(*self._of(), SentRecord.import_set_id == import_set_id, SentRecord.source_id.in_(chunk))
+                .values(content_hash=REJECTED, import_set_id=None)
+            )
         if source_ids:
-            db.session.execute(delete(SentRecord).where(*self._of(), SentRecord.source_id.in_(source_ids)))
+            self.clear_watermark()
+
+    def reject_all(self, import_set_ids: list[str]) -> int:
+        """Every record still awaiting one of these import sets is sent again (their results can never be read)."""
+        rejected = 0
+        for chunk in _chunks(import_set_ids):
+            result = db.session.execute(
+                update(SentRecord)
+                .where(*self._of(), SentRecord.import_set_id.in_(chunk))
+                .values(content_hash=REJECTED, import_set_id=None)
+            )
+            rejected += result.rowcount
+        if rejected:
+            self.clear_watermark()
+        return rejected
+
+    # ---- import sets awaiting their results --------------------------------------------------------------------
+
+    def add_pending(self, import_set_id: str, run_id: int, batch_number: int, record_count: int) -> None:
+        db.session.add(
+            PendingImportSet(
+                tenant_id=self.tenant_id,
+                instance_key=self.key,
+                data_type=self.data_type,
+                import_set_id=import_set_id,
+                run_id=run_id,
+                batch_number=batch_number,
+                record_count=record_count,
+                sent_at=utcnow(),
+            )
+        )
+
+    def pending(self) -> list[Row]:
+        """This ledger's import sets whose results are not read yet, oldest first: rows of import_set_id, run_id,
+        batch_number, record_count and sent_at (plain rows, so reading them after a commit costs no query)."""
+        table = PendingImportSet
+        query = (
+            select(table.import_set_id, table.run_id, table.batch_number, table.record_count, table.sent_at)
+            .where(*self._of(table))
+            .order_by(table.id)
+        )
+        return list(db.session.execute(query).all())  # the session's: flushes import sets added just before
+
+    def settled(self, import_set_ids: list[str]) -> None:
+        """These import sets' results are read and applied (or given up): they are no longer awaited."""
+        for chunk in _chunks(import_set_ids):
+            db.session.execute(
+                delete(PendingImportSet).where(*self._of(PendingImportSet), PendingImportSet.import_set_id.in_(chunk))
+            )
+
+    # ---- the watermark -----------------------------------------------------------------------------------------
 
     def set_watermark(self, complete_since: datetime) -> None:
         """Every record of the data type changed before `complete_since` is now in the instance as it is in ITAM."""
@@ -113,6 +214,15 @@ class Ledger:
             )
         else:
             row.complete_since = complete_since
+
+    def clear_watermark(self) -> None:
+        """Nothing is known to be complete any more: the next differential export reads every record once."""
+        db.session.execute(delete(ExportWatermark).where(*self._of(ExportWatermark)))
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), IDS_PER_STATEMENT):
+        yield items[start : start + IDS_PER_STATEMENT]
 
 
 def _source_id_column():

@@ -103,6 +103,20 @@ class ExportRunDataType(db.Model):
     sn_ignored: Mapped[int | None] = mapped_column(Integer)
     sn_skipped: Mapped[int | None] = mapped_column(Integer)
     sn_errors: Mapped[int | None] = mapped_column(Integer)
+    # What ServiceNow's transform did with this run's records (`failed` above includes `rejected`): written
+    # (confirmed), not written (rejected: state error, skipped, or ignored without a target record), or not known
+    # yet (unconfirmed: the import set was still transforming when the run ended, or its results could not be read).
+    confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    unconfirmed: Mapped[int] = mapped_column(Integer, default=0)
+    # Records of earlier runs' import sets that this run found written, rejected, or still not confirmed.
+    earlier_confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    earlier_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    earlier_unconfirmed: Mapped[int] = mapped_column(Integer, default=0)
+    # Of earlier_rejected, those found after this run had planned the data type: the next export sends them.
+    earlier_due: Mapped[int] = mapped_column(Integer, default=0)
+    # Why unconfirmed records could not be confirmed when it was not just time (e.g. 403 on sys_import_set_run).
+    read_back_error: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[ExportRun] = relationship(back_populates="data_types")
 
@@ -128,10 +142,16 @@ class ExportBatchFailure(db.Model):
 
 
 class SentRecord(db.Model):
-    """What ServiceNow last accepted for one record of one tenant, instance and data type (differential exports)."""
+    """What was last sent for one record of one tenant, instance and data type (differential exports): held by
+    ServiceNow once `import_set_id` is null (its transform wrote it), awaiting that confirmation while it names the
+    import set it went in. See ledger.py for the special hashes."""
 
     __tablename__ = "itam_sent_record"
-    __table_args__ = (UniqueConstraint("tenant_id", "instance_key", "data_type", "source_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "instance_key", "data_type", "source_id"),
+        # Confirmation finds the rows of one import set; null (confirmed) for almost every row.
+        Index("ix_itam_sent_record_import_set_id", "import_set_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -140,6 +160,25 @@ class SentRecord(db.Model):
     # Code-point collation on PostgreSQL, so the unique index serves the planner's ordered range reads.
     source_id: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
     content_hash: Mapped[str] = mapped_column(String(32))
+    import_set_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PendingImportSet(db.Model):
+    """An import set ServiceNow accepted whose transform results are not read yet: the run that sent it, or a later
+    one, reads them and confirms or rejects its records (ledger.py)."""
+
+    __tablename__ = "itam_pending_import_set"
+    __table_args__ = (Index("ix_itam_pending_import_set_ledger", "tenant_id", "instance_key", "data_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    instance_key: Mapped[str] = mapped_column(String(64))
+    data_type: Mapped[str] = mapped_column(String(40))
+    import_set_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[int] = mapped_column(Integer)  # no foreign key: the records stay to confirm if the run is deleted
+    batch_number: Mapped[int] = mapped_column(Integer)
+    record_count: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ExportWatermark(db.Model):

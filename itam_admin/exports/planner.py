@@ -1,7 +1,7 @@
 """What an export sends: the differential plan (new, changed, retired, unchanged) of one data type, and Preview.
 
-It merges the inventory source with what ServiceNow last accepted, chunk by chunk, so memory stays flat whatever
-the number of records; it never sends anything.
+It merges the inventory source with the ledger (what was last sent, and whether ServiceNow wrote it) chunk by
+chunk, so memory stays flat whatever the number of records; it never sends anything.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from itam_admin.datatypes import DATA_TYPE_NAMES
-from itam_admin.exports.ledger import Ledger
+from itam_admin.exports.ledger import RETIRING, Ledger
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
 from itam_admin.records import retirement_record
 
@@ -89,10 +89,11 @@ class Plan:
             sent = ledger.hashes_between(low, high)
             for record in chunk:
                 yield _classify(record, sent.pop(record["u_source_id"], None), self.full)
-            for source_id in sent:  # sent before, no longer in ITAM
-                yield _retirement(data_type, source_id)
+            for source_id, previous in sent.items():  # sent before, no longer in ITAM
+                if previous != RETIRING:  # a retirement ServiceNow has not confirmed yet is not sent twice
+                    yield _retirement(data_type, source_id)
             low = high
-        for source_id in ledger.source_ids_after(low):
+        for source_id in ledger.source_ids_after(low, Ledger.not_retiring):
             yield _retirement(data_type, source_id)
 
     def _changed_since(self) -> Iterator[Planned]:
@@ -109,14 +110,14 @@ class Plan:
         in_source = self.source.count(tenant_id, data_type)
         # Every record sent before and still in ITAM is in the source beside the new ones; when the numbers add up,
         # nothing was deleted and the anti-join over every sent record can be skipped.
-        if ledger.count() + new != in_source:
-            for source_id in ledger.source_ids_after(None, ~self.gone):
+        if ledger.count_held() + new != in_source:
+            for source_id in ledger.source_ids_after(None, ~self.gone, Ledger.not_retiring):
                 yield _retirement(data_type, source_id)
         self.skipped_unchanged = max(in_source - listed, 0)
 
 
 def _retirement(data_type: str, source_id: str) -> Planned:
-    return Planned(RETIRED, source_id, retirement_record(data_type, source_id), "")
+    return Planned(RETIRED, source_id, retirement_record(data_type, source_id), RETIRING)
 
 
 def preview_export(tenant_id: str, settings, full: bool = False, samples: int = 3, source=None) -> list[dict]:

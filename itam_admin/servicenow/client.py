@@ -41,6 +41,15 @@ _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_.]{0,79}")  # dot-walked names (user.user_name) included
 MAX_READ_ROWS = 1000
+STAGING_ROW_FIELDS = (
+    "sys_id",
+    "sys_import_set",
+    "u_source_id",
+    "sys_import_state",
+    "sys_import_state_comment",
+    "sys_target_sys_id",
+)
+STAGING_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,20 @@ class ImportSetRunCounts:
     skipped: int = 0
     errors: int = 0
     state: str = ""
+
+
+@dataclass(frozen=True)
+class StagingRow:
+    """One staging row as the transform left it (Import Set docs: `sys_import_state` inserted, updated, ignored,
+    skipped, error, or pending before the transform)."""
+
+    sys_id: str
+    import_set_id: str
+    source_id: str
+    state: str
+    comment: str
+    target_sys_id: str
+    values: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _count(value: object) -> int:
@@ -256,13 +279,20 @@ class ServiceNowClient:
             if isinstance(row, dict)
         ]
 
-    def insert_multiple(self, staging_table: str, body: bytes) -> ImportSetIds:
-        """Send one batch (already-encoded JSON `{"records": [...]}`) to a staging table of the Import Set API."""
+    def insert_multiple(self, staging_table: str, body: bytes, run_after: str | None = None) -> ImportSetIds:
+        """Send one batch (already-encoded JSON `{"records": [...]}`) to a staging table of the Import Set API.
+        `run_after`: an import set's sys_id that ServiceNow transforms this one after (Import Set API docs: without
+        it, asynchronous import sets transform in any order)."""
         if not _TABLE_NAME.fullmatch(staging_table):
             raise ValueError(f"not a ServiceNow table name: {staging_table!r}")
+        params = None
+        if run_after:
+            if not _SYS_ID.fullmatch(run_after):
+                raise ValueError(f"not a ServiceNow sys_id: {run_after!r}")
+            params = {"run_after": run_after}
         path = f"/api/now/import/{staging_table}/insertMultiple"
         try:
-            answer = self._call("POST", path, what=f"the staging table {staging_table}", data=body)
+            answer = self._call("POST", path, what=f"the staging table {staging_table}", params=params, data=body)
         except ServiceNowError as error:
             if errors.waits_beyond(error, self._max_wait):
                 # Every further batch would be refused until then: the run pauses instead (exporter.export_run).
@@ -281,11 +311,18 @@ class ServiceNowClient:
 
     def import_set_runs(self, import_set_ids: list[str]) -> dict[str, ImportSetRunCounts]:
         """ServiceNow-side counts per import set id; empty when the user may not read sys_import_set_run."""
-        ids = list(dict.fromkeys(import_set_ids))
-        for set_id in ids:
-            if not _SYS_ID.fullmatch(set_id):
-                raise ValueError(f"not a ServiceNow sys_id: {set_id!r}")
-            encoded_query_value(set_id, in_list=True)
+        try:
+            return self.import_set_results(import_set_ids)
+        except ServiceNowError as error:
+            if error.kind in (ErrorKind.NOT_FOUND, ErrorKind.FORBIDDEN):
+                log.info("cannot read import set runs on %s (HTTP %s)", self.host, error.status)
+                return {}
+            raise
+
+    def import_set_results(self, import_set_ids: list[str]) -> dict[str, ImportSetRunCounts]:
+        """ServiceNow-side counts per import set id (an import set not transformed yet has none); a table the user
+        may not read raises ServiceNowError (FORBIDDEN), so a caller can tell "not finished" from "not readable"."""
+        ids = _checked_sys_ids(import_set_ids)
         totals: dict[str, ImportSetRunCounts] = {}
         for start in range(0, len(ids), IDS_PER_QUERY):
             chunk = ids[start : start + IDS_PER_QUERY]
@@ -295,20 +332,68 @@ class ServiceNowClient:
                 "sysparm_exclude_reference_link": "true",
                 "sysparm_limit": str(len(chunk) * 10),
             }
-            try:
-                body = self._call(
-                    "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
-                )
-            except ServiceNowError as error:
-                if error.kind in (ErrorKind.NOT_FOUND, ErrorKind.FORBIDDEN):
-                    log.info("cannot read import set runs on %s (HTTP %s)", self.host, error.status)
-                    return {}
-                raise
+            body = self._call(
+                "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
+            )
             rows = body.get("result") if isinstance(body, dict) else None
             for row in rows if isinstance(rows, list) else []:
                 if isinstance(row, dict) and (set_id := _text(row.get("set"))):
                     totals[set_id] = _add_run(totals.get(set_id), row)
         return totals
+
+    def staging_rows(
+        self,
+        staging_table: str,
+        import_set_ids: list[str],
+        states_not_in: Sequence[str] = ("inserted", "updated"),
+        *,
+        fields: Sequence[str] = (),
+        sys_ids: Sequence[str] = (),
+    ) -> Iterator[StagingRow]:
+        """The staging rows of these import sets whose `sys_import_state` is not one of `states_not_in`, with what
+        the transform said of each (and `fields`, e.g. the record's columns), read page by page; `sys_ids` narrows
+        them to those rows. Pages go on until one comes back empty: a page that ACLs shortened is not the end."""
+        if not _TABLE_NAME.fullmatch(staging_table):
+            raise ValueError(f"not a ServiceNow table name: {staging_table!r}")
+        extra = [name for name in fields if name not in STAGING_ROW_FIELDS]
+        for name in extra:
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a ServiceNow field name: {name!r}")
+        states = [encoded_query_value(state, in_list=True) for state in states_not_in]
+        wanted_rows = _checked_sys_ids(sys_ids)
+        ids = _checked_sys_ids(import_set_ids)
+        what = f"the staging table {staging_table}"
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            query = f"sys_import_setIN{','.join(ids[start : start + IDS_PER_QUERY])}"
+            if states:
+                query += f"^sys_import_stateNOT IN{','.join(states)}"
+            if wanted_rows:
+                query += f"^sys_idIN{','.join(wanted_rows)}"
+            offset = 0
+            while True:
+                params = {
+                    "sysparm_query": query + "^ORDERBYsys_id",
+                    "sysparm_fields": ",".join((*STAGING_ROW_FIELDS, *extra)),
+                    "sysparm_exclude_reference_link": "true",
+                    "sysparm_limit": str(STAGING_PAGE),
+                    "sysparm_offset": str(offset),
+                }
+                body = self._call("GET", f"/api/now/table/{staging_table}", what=what, params=params)
+                rows = body.get("result") if isinstance(body, dict) else None
+                page = [row for row in (rows if isinstance(rows, list) else [])[:STAGING_PAGE] if isinstance(row, dict)]
+                if not page:
+                    break
+                for row in page:
+                    yield StagingRow(
+                        sys_id=_text(row.get("sys_id")),
+                        import_set_id=_text(row.get("sys_import_set")),
+                        source_id=_text(row.get("u_source_id")),
+                        state=_text(row.get("sys_import_state")),
+                        comment=_text(row.get("sys_import_state_comment")),
+                        target_sys_id=_text(row.get("sys_target_sys_id")),
+                        values={name: _text(row.get(name)) for name in extra},
+                    )
+                offset += STAGING_PAGE
 
     def session(self) -> requests.Session:
         """This thread's keep-alive session (created on first use)."""
@@ -431,6 +516,21 @@ class ServiceNowClient:
         if left is not None and delay >= left:  # the call's deadline would pass before (or just after) the retry
             return None
         return delay
+
+
+def is_sys_id(value: object) -> bool:
+    """Whether `value` can be used as a sys_id in a query (what ServiceNow's ids look like: 32 hex digits)."""
+    return isinstance(value, str) and bool(_SYS_ID.fullmatch(value))
+
+
+def _checked_sys_ids(values: Sequence[str]) -> list[str]:
+    """Distinct sys_ids, each checked before it goes into a `fieldIN...` query."""
+    ids = list(dict.fromkeys(values))
+    for value in ids:
+        if not _SYS_ID.fullmatch(value):
+            raise ValueError(f"not a ServiceNow sys_id: {value!r}")
+        encoded_query_value(value, in_list=True)
+    return ids
 
 
 def _add_run(total: ImportSetRunCounts | None, row: dict[str, Any]) -> ImportSetRunCounts:

@@ -56,7 +56,10 @@ def test_servicenow_side_counts_are_read_back(sandbox, configure_tenant, invento
     assert hardware.sent == 450
     # The run waits for ServiceNow's asynchronous transform of its 3 import sets, then reads what it did.
     assert (hardware.sn_import_sets, hardware.sn_import_sets_read, hardware.sn_import_sets_complete) == (3, 3, 3)
-    assert (hardware.sn_inserts, hardware.sn_updates, hardware.sn_errors) == (450, 0, 0)
+    # Computers go through IRE, so ServiceNow counts their rows ignored ("Applying IRE to Import Sets"); the run
+    # confirms each from the row's comment.
+    assert (hardware.sn_inserts, hardware.sn_ignored, hardware.sn_errors) == (0, 450, 0)
+    assert (hardware.confirmed, hardware.unconfirmed, run.status) == (450, 0, "succeeded")
 
 
 @pytest.mark.parametrize(
