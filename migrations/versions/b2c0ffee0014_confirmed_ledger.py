@@ -3,7 +3,7 @@ the import set they await, the import sets awaiting their results are kept, and 
 transform confirmed, rejected or had not finished. Existing ledger rows stay held (as they were).
 
 Revision ID: b2c0ffee0014
-Revises: e41a7c2b9d10
+Revises: a1c0ffee0014
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "b2c0ffee0014"
-down_revision = "e41a7c2b9d10"
+down_revision = "a1c0ffee0014"
 branch_labels = None
 depends_on = None
 
