@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+from sqlalchemy.exc import OperationalError
 
 from itam_admin.integrations import views
 from itam_admin.plugin import package_folder
@@ -18,6 +19,7 @@ def make_blueprint() -> Blueprint:
         static_folder="../static",
         static_url_path="/itam-static",
     )
+    bp.register_error_handler(OperationalError, views.database_unavailable)
     bp.add_url_rule(BASE, "integrations", views.integrations_page, methods=["GET"])
     bp.add_url_rule(f"{BASE}/servicenow", "save", views.save_servicenow, methods=["POST"])
     bp.add_url_rule(f"{BASE}/servicenow/test", "test", views.test_servicenow, methods=["POST"])

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    render_template_string,
+    request,
+    session,
+    url_for,
+)
 from markupsafe import Markup
 
 from itam_admin.crypto import SecretUnreadable
 from itam_admin.datatypes import DATA_TYPES
-from itam_admin.db import utcnow
+from itam_admin.db import db, utcnow
 from itam_admin.exports import chart, history, runs
 from itam_admin.exports.failures import failed_records_csv_lines
 from itam_admin.exports.planner import preview_export
@@ -316,3 +327,17 @@ def servicenow_app(identity: Identity):
         mimetype="application/xml",
         headers={"Content-Disposition": "attachment; filename=itam-servicenow-connector.xml"},
     )
+
+
+def database_unavailable(_error: Exception):
+    """The portal's database did not answer while a tab page was built: a plain page (the host's layout may need the
+    database too) saying nothing was changed. Whatever was stored stays as it was: a save is one transaction."""
+    db.session.rollback()
+    page = render_template_string(DATABASE_UNAVAILABLE_PAGE, message=runs.DATABASE_UNREACHABLE)
+    return page, 503, {"Retry-After": "30"}
+
+
+DATABASE_UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Settings could not be loaded</title></head>
+<body><main><h1>The settings could not be loaded or saved</h1><p>{{ message }} Nothing was changed.</p>
+<p><a href="">Try again</a></p></main></body></html>"""
