@@ -21,13 +21,16 @@ def test_quick_benchmark_runs_and_its_figures_add_up(tmp_path: Path) -> None:
     records = entry["records"]
     assert records == QUICK_SIZE == entry["prepare"]["batch_file_records"]
     exporter, bare, differential = entry["exporter"], entry["bare"], entry["differential"]
-    assert exporter["status"] == "succeeded", exporter["message"]
+    # The benchmark measures sending and does not wait for the sandbox's transforms (ITAM_EXPORT_READ_BACK_WAIT_SECONDS
+    # is 0), so a run may end partially succeeded with records "not confirmed yet", never with failed ones.
+    assert exporter["status"] in ("succeeded", "partially_succeeded"), exporter["message"]
+    assert exporter["status"] == "succeeded" or "not confirmed yet" in exporter["message"], exporter["message"]
     assert exporter["sent"] == records and exporter["failed"] == 0
     assert bare["sent"] == records and bare["failed_batches"] == 0
     assert exporter["sandbox"]["records_received"] == bare["sandbox"]["records_received"] == records
     for run in (entry["latency"]["exporter"], entry["latency"]["bare"]):
         assert run["sent"] == records
-    assert differential["status"] == "succeeded"
+    assert differential["status"] in ("succeeded", "partially_succeeded"), differential.get("message")
     assert differential["changed_in_inventory"] == round(records * 0.01)
     assert differential["sent"] == differential["changed"] == differential["changed_in_inventory"]
     assert differential["unchanged"] == records - differential["changed"]
