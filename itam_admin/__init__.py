@@ -21,7 +21,7 @@ _EXPORTS = {
     "Identity": "itam_admin.identity",
     "MANAGE_PERMISSION": "itam_admin.identity",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["ITAMAdmin", "Identity", "MANAGE_PERMISSION", "current_plugin", "package_folder"]  # = _EXPORTS
 
 
 def __getattr__(name: str):

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from itam_admin import records
 from itam_admin.datatypes import DATA_TYPE_NAMES as DATA_TYPES
 from itam_admin.datatypes import DATA_TYPES as REGISTRY
-from itam_admin import records
 from itam_admin.records import (
     FIELDS,
     RECORD_BUILDERS,

@@ -65,7 +65,11 @@ def test_two_schedulers_start_one_weekly_run_per_tenant(app, configure_tenant, r
     def scheduler() -> None:
         with app.app_context():
             for minute in range(0, 181, 30):
-                results.extend(scheduler_tick(current_plugin().config, current_plugin().redis, now=SUNDAY_MORNING + timedelta(minutes=minute)))
+                results.extend(
+                    scheduler_tick(
+                        current_plugin().config, current_plugin().redis, now=SUNDAY_MORNING + timedelta(minutes=minute)
+                    )
+                )
 
     threads = [threading.Thread(target=scheduler) for _ in range(2)]
     for thread in threads:
