@@ -199,12 +199,3 @@ def data_type(name: str) -> DataType:
         return _BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown data type {name!r}; expected one of {', '.join(DATA_TYPE_NAMES)}") from None
-
-
-def by_staging_table(table: str) -> DataType:
-    """The data type staged in ``table``; raises ValueError naming the known staging tables."""
-    for candidate in DATA_TYPES:
-        if candidate.staging_table == table:
-            return candidate
-    known = ", ".join(candidate.staging_table for candidate in DATA_TYPES)
-    raise ValueError(f"no data type is staged in {table!r}; the staging tables are {known}")

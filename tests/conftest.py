@@ -98,6 +98,19 @@ def app_env(tmp_path, encryption_key, redis_url) -> dict[str, str]:
 
 
 @pytest.fixture
+def sandbox(app_env):
+    """A ServiceNow sandbox on loopback, the connector's update set installed, whose default OAuth client is the
+    portal's (app_env's) default client."""
+    from servicenow_sandbox import SandboxServer
+
+    with SandboxServer(
+        default_client_id=app_env["ITAM_SERVICENOW_CLIENT_ID"],
+        default_client_secret=app_env["ITAM_SERVICENOW_CLIENT_SECRET"],
+    ) as server:
+        yield server
+
+
+@pytest.fixture
 def app(app_env, tmp_path):
     from demo_portal import create_app
     from demo_portal.demo import seed_demo_portal

@@ -484,7 +484,9 @@ def outcome_of(run: ExportRun) -> tuple[str, str]:
     parts = [_summary(dt) for dt in run.data_types]
     summary = "; ".join(parts) + "."
     earlier = _earlier_note(total)
-    if total["failed"] == 0 and not_confirmed == 0:
+    # Written means confirmed: a run whose counts do not account for every record sent is never `succeeded`, even
+    # if a bookkeeping path forgot to count a record as failed or unconfirmed.
+    if total["failed"] == 0 and not_confirmed == 0 and total["confirmed"] >= total["sent"]:
         if total["sent"] == 0:
             message = "Nothing to send: ServiceNow already has every record as it is in IT Asset Management."
             return runs.SUCCEEDED, f"{message} {earlier}".strip()

@@ -30,10 +30,6 @@ class ComplianceTenantSetting(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(128))
 
-    @property
-    def is_secret(self) -> bool:
-        return self.value is None
-
 
 class SettingAudit(db.Model):
     """Who changed which setting when; `value` only for settings that are not secret."""

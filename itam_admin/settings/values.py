@@ -15,7 +15,6 @@ CLIENT_ID = "ClientId"
 CLIENT_SECRET = "ClientSecret"
 EXPORT_DATA_TYPES = "ExportDataTypes"
 CONFIGURED_AT = "ConfiguredAt"  # first save, never changed: the weekly schedule starts the Sunday after it
-SECRET_NAMES = frozenset({TOKEN, CLIENT_ID, CLIENT_SECRET})
 
 
 @dataclass(frozen=True)

@@ -175,15 +175,6 @@ def axe_source() -> str:
 
 
 @pytest.fixture
-def sandbox(app_env):
-    """A ServiceNow sandbox on loopback whose default OAuth client is the portal's (app_env's) default client."""
-    from servicenow_sandbox import SandboxServer, SandboxSettings
-
-    with SandboxServer(settings=SandboxSettings.from_env(app_env)) as server:
-        yield server
-
-
-@pytest.fixture
 def worker(app, app_env, live_portal, tmp_path):
     """`flask --app wsgi itam worker` as a subprocess on the same database and Redis as the live portal (started
     after live_portal, which empties Redis)."""

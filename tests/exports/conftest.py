@@ -22,14 +22,6 @@ def app_env(app_env):
 
 
 @pytest.fixture
-def sandbox():
-    from servicenow_sandbox import SandboxServer
-
-    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
-        yield server
-
-
-@pytest.fixture
 def configure_tenant(app, sandbox):
     """Save ServiceNow settings for a tenant pointing at the sandbox, with a token generated there."""
 

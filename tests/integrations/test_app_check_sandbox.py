@@ -46,14 +46,6 @@ def test_a_stock_sandbox_names_the_missing_update_set(client, auth):
     assert text.count("import the update set ITAM ServiceNow Connector 1.0.0") == 1
 
 
-@pytest.fixture
-def sandbox():
-    from servicenow_sandbox import SandboxServer
-
-    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
-        yield server
-
-
 def sandbox_result(client, sandbox, user: str = "admin", password: str = "admin", **fields) -> str:
     token = password_grant_refresh_token(sandbox.url, user, password)
     return connection_result(client, sandbox.url, token=token, username=user, **fields)

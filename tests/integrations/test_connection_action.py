@@ -15,12 +15,9 @@ def app_env(app_env):
 
 
 @pytest.fixture
-def sandbox():
-    from servicenow_sandbox import SandboxServer
-
-    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
-        server.add_client("tenant-own-client", "tenant-own-secret")
-        yield server
+def sandbox(sandbox):
+    sandbox.add_client("tenant-own-client", "tenant-own-secret")
+    return sandbox
 
 
 def try_connection(client, sandbox, token, **extra):

@@ -24,14 +24,6 @@ def app_env(app_env):
     return app_env
 
 
-@pytest.fixture
-def sandbox():
-    from servicenow_sandbox import SandboxServer
-
-    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
-        yield server
-
-
 def badge(page: str) -> str:
     match = BADGE.search(page)
     assert match, "the ServiceNow section has no connection badge"

@@ -31,14 +31,6 @@ def app_env(app_env):
 
 
 @pytest.fixture
-def sandbox():
-    from servicenow_sandbox import SandboxServer
-
-    with SandboxServer(default_client_id="default-client", default_client_secret="default-client-secret") as server:
-        yield server
-
-
-@pytest.fixture
 def exporting(app, sandbox):
     """Acme with 6 computers, set up for the sandbox; returns a function that runs one export to its end."""
     from demo_portal.demo_data import generate_inventory
