@@ -44,7 +44,7 @@ class Config:
     weekly_window_minutes: int = 120
     batch_size: int = 200
     max_batch_bytes: int = 5_000_000
-    requests_in_flight: int = 4
+    requests_in_flight: int = 8
     max_retries: int = 6
     max_wait_seconds: float = 300.0
     request_timeout: float = 30.0
@@ -152,7 +152,7 @@ def load_config(env: Mapping[str, str], instance_path: str | os.PathLike) -> Con
         weekly_window_minutes=int(_number(env, "ITAM_WEEKLY_WINDOW_MINUTES", 120)),
         batch_size=int(_number(env, "ITAM_EXPORT_BATCH_SIZE", 200)),
         max_batch_bytes=int(_number(env, "ITAM_EXPORT_MAX_BATCH_BYTES", 5_000_000, minimum=10_000)),
-        requests_in_flight=int(_number(env, "ITAM_EXPORT_REQUESTS_IN_FLIGHT", 4)),
+        requests_in_flight=int(_number(env, "ITAM_EXPORT_REQUESTS_IN_FLIGHT", 8)),
         max_retries=int(_number(env, "ITAM_EXPORT_MAX_RETRIES", 6, minimum=0)),
         max_wait_seconds=_number(env, "ITAM_EXPORT_MAX_WAIT_SECONDS", 300.0, float, minimum=0),
         request_timeout=_number(env, "ITAM_SERVICENOW_TIMEOUT_SECONDS", 30.0, float, minimum=0.1),

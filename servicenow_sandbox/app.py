@@ -90,7 +90,18 @@ class WireMiddleware:
                 time.sleep(faults.latency_ms / 1000)
             answer = faults.take_answer(kind)
             failure = faults.take_failure(kind) if answer is None else None
+        capacity = faults.capacity if kind == "api" else None
+        if capacity is not None and not capacity.enter():
+            capacity, answer, failure = None, Answer("too_many_requests", 1), None  # the semaphore queue is full
         started = time.perf_counter()
+        try:
+            return self._handled(environ, start_response, kind, drop, failure, answer, started)
+        finally:
+            if capacity is not None:
+                capacity.leave(time.perf_counter() - started)
+
+    def _handled(self, environ, start_response, kind, drop, failure, answer, started) -> Iterable[bytes]:
+        metrics = self.sandbox.metrics
         status_holder: list[int] = [0]
         held_headers: list = []  # a spoiled answer's headers, sent once its body is known
         spoiled = answer is not None and answer.kind.startswith("quota_cancel") and answer.status == 200

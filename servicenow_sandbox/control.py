@@ -9,6 +9,8 @@ POST /sandbox/api/faults, every key optional, applied in this order::
                    "markup": false, "retry_after": null, "scope": "api"},   # scope: api | token | all
      "drop_next": {"count": 2, "when": "before", "scope": "api"},           # when: before | after handling
      "rate_limit": {"limit": 100, "window_seconds": 3600},                  # or null to remove
+     "capacity": {"concurrent": 8, "queue": 50, "service_ms": 300},        # API_INT semaphores; null removes;
+                  # queue null: endless; a request finding the queue full gets 429 (KB0635398)
      "quota_cancel_next": {"count": 1, "malformed": false, "status": 200, "scope": "api"},  # KB1297438
      "hibernate_next": {"count": 1, "scope": "all"},                        # HTML page, HTTP 200
      "login_redirect_next": {"count": 1, "scope": "all"},                   # 302 to /login.do
@@ -20,7 +22,7 @@ POST /sandbox/api/faults, every key optional, applied in this order::
      "expire_tokens": {"user": "admin", "kind": "access"},                  # kind: access | refresh | all
      "token_lifetimes": {"access_seconds": 1800, "refresh_seconds": 8640000, "rotate_refresh_tokens": false},
      "max_payload_bytes": 10485760}
-    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit", "answers", "reject_rows"},
+    -> {"faults": {"latency_ms", "fail_next", "drop_next", "rate_limit", "capacity", "answers", "reject_rows"},
         "revoked": N, "expired": N}
 
 GET /sandbox/api/faults -> the "faults" object above. GET /sandbox/api/state[?wait_idle=SECONDS] -> counters

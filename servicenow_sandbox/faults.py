@@ -92,6 +92,70 @@ class RateDecision:
         return headers
 
 
+class Capacity:
+    """An instance node's API semaphores (ServiceNow's API_INT pool): `concurrent` requests are handled at once, up
+    to `queue` more wait for a semaphore (None: no limit), and a request arriving to a full queue is answered 429
+    without Retry-After (KB0635398: "If the API_INT semaphores are exhausted, and the queue depth has reached the max
+    queue depth, then the instance will return ... Too Many Requests with code: 429"; KB1297438). Each request holds
+    its semaphore at least `service_ms`. It counts what a client did: requests inside at each arrival (queued and
+    handled, the client's in-flight count as the instance sees it), the peak, and the 429s."""
+
+    def __init__(self, concurrent: int, queue: int | None = None, service_ms: float = 0.0) -> None:
+        if concurrent < 1 or (queue is not None and queue < 0) or service_ms < 0:
+            raise ValueError("capacity needs concurrent >= 1, queue >= 0 or null, service_ms >= 0")
+        self.concurrent, self.queue, self.service_ms = int(concurrent), queue, float(service_ms)
+        self._cond = threading.Condition()
+        self.inside = 0  # requests arrived and not answered yet (waiting or handled)
+        self.handling = 0
+        self.peak_inside = 0
+        self.peak_handling = 0
+        self.rejected = 0
+        self.admitted = 0
+        self.arrivals: list[int] = []  # requests inside at each arrival, this one included, in arrival order
+
+    def enter(self) -> bool:
+        """Take a semaphore, waiting in the queue; False (answer 429) when the queue is full."""
+        with self._cond:
+            self.inside += 1
+            self.arrivals.append(self.inside)
+            self.peak_inside = max(self.peak_inside, self.inside)
+            waiting = self.inside - 1 - self.handling if self.handling >= self.concurrent else 0
+            if self.handling >= self.concurrent and self.queue is not None and waiting >= self.queue:
+                self.inside -= 1
+                self.rejected += 1
+                return False
+            while self.handling >= self.concurrent:
+                self._cond.wait()
+            self.handling += 1
+            self.admitted += 1
+            self.peak_handling = max(self.peak_handling, self.handling)
+            return True
+
+    def leave(self, handled_seconds: float) -> None:
+        """Give the semaphore back once the request was handled at least service_ms."""
+        rest = self.service_ms / 1000 - handled_seconds
+        if rest > 0:
+            time.sleep(rest)
+        with self._cond:
+            self.handling -= 1
+            self.inside -= 1
+            self._cond.notify()
+
+    def snapshot(self) -> dict[str, object]:
+        with self._cond:
+            return {
+                "concurrent": self.concurrent,
+                "queue": self.queue,
+                "service_ms": self.service_ms,
+                "inside": self.inside,
+                "peak_inside": self.peak_inside,
+                "peak_handling": self.peak_handling,
+                "admitted": self.admitted,
+                "rejected": self.rejected,
+                "arrivals": list(self.arrivals[-20000:]),
+            }
+
+
 def _in_scope(scope: str, kind: str) -> bool:
     return scope == "all" or scope == kind
 
@@ -114,6 +178,14 @@ class Faults:
         self._rate: RateLimit | None = None
         self._answers: list[Answer] = []
         self._rejection: RowRejection | None = None
+        self.capacity: Capacity | None = None
+
+    def set_capacity(self, concurrent: int, queue: int | None = None, service_ms: float = 0.0) -> None:
+        """From now on API requests go through `concurrent` semaphores with a queue of `queue` (see Capacity)."""
+        self.capacity = Capacity(concurrent, queue, service_ms)
+
+    def clear_capacity(self) -> None:
+        self.capacity = None
 
     def set_latency(self, ms: float) -> None:
         if ms < 0:
@@ -220,6 +292,7 @@ class Faults:
             self.latency_ms = 0.0
             self._failure = self._drop = self._rate = self._rejection = None
             self._answers = []
+            self.capacity = None
 
     # -- used by the request path --------------------------------------------------------------
 
@@ -293,6 +366,7 @@ class Faults:
                 "drop_next": asdict(self._drop) if self._drop else None,
                 "rate_limit": {"limit": rate.limit, "window_seconds": rate.window_seconds} if rate else None,
                 "answers": [asdict(answer) for answer in self._answers],
+                "capacity": self.capacity.snapshot() if self.capacity else None,
                 "reject_rows": {
                     "every": rejection.every,
                     "source_ids": sorted(rejection.source_ids),
@@ -329,6 +403,19 @@ class Faults:
                 self.set_rate_limit(int(rate.get("limit", 0)), float(rate.get("window_seconds", 3600)))
             else:
                 raise ValueError("rate_limit must be null or {'limit': N, 'window_seconds': S}")
+        if "capacity" in changes:
+            capacity = changes["capacity"]
+            if capacity is None:
+                self.clear_capacity()
+            elif isinstance(capacity, Mapping):
+                queue = capacity.get("queue")
+                self.set_capacity(
+                    int(capacity.get("concurrent", 0)),
+                    int(queue) if queue is not None else None,
+                    float(capacity.get("service_ms") or 0),
+                )
+            else:
+                raise ValueError("capacity must be null or {'concurrent': N, 'queue': Q|null, 'service_ms': MS}")
         for key, kind in _ANSWER_KEYS.items():
             value = changes.get(key)
             if isinstance(value, Mapping):

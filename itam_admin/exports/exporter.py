@@ -33,6 +33,7 @@ from itam_admin.plugin import current_plugin
 from itam_admin.servicenow import errors
 from itam_admin.servicenow.app_check import require_app
 from itam_admin.servicenow.client import ConnectionCheck, ImportSetRunCounts
+from itam_admin.servicenow.concurrency import AdaptiveConcurrency
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.settings import connection
 from itam_admin.tenant_client import client_for
@@ -170,6 +171,10 @@ class Exporter:
         self.read_error: dict[str, ServiceNowError | None] = dict.fromkeys(self.counts)
         self.hidden_rows: dict[str, bool] = dict.fromkeys(self.counts, False)
         self.incomplete: dict[str, bool] = dict.fromkeys(self.counts, False)
+        # Requests in flight adapt to the instance, up to ITAM_EXPORT_REQUESTS_IN_FLIGHT (servicenow/concurrency.py).
+        self.pacer = AdaptiveConcurrency(config.requests_in_flight)
+        if client is not None:
+            client.pacer = self.pacer
 
     def export(self) -> None:
         # Import sets earlier runs left unconfirmed are settled first, so their rejected records go in this plan and
@@ -604,6 +609,7 @@ def export_run(run_id: int, source: InventorySource | None = None, client=None) 
         with responsive_senders():
             exporter.export()
         exporter.read_back()
+        log.info("export run %s to %s: %s", run_id, client.host, exporter.pacer.summary())
         status, message = outcome_of(run)
         runs.finish(run, status, message)
     except (RunStopped, ServiceNowError) as stopped:

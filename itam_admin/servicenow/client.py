@@ -19,6 +19,7 @@ from typing import Any
 import requests
 
 from itam_admin.servicenow import errors
+from itam_admin.servicenow.concurrency import AdaptiveConcurrency
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.servicenow.oauth import Credentials, TokenManager
 from itam_admin.servicenow.query import encoded_query_value
@@ -182,6 +183,8 @@ class ServiceNowClient:
         self._guard = threading.Lock()
         self._sessions: list[requests.Session] = []
         self._generation = 0
+        # Requests in flight to this instance, adapted to what it takes (an export sets one; None: no limit).
+        self.pacer: AdaptiveConcurrency | None = None
 
     @property
     def host(self) -> str:
@@ -429,19 +432,36 @@ class ServiceNowClient:
     def _attempts(self, method: str, path: str, *, what: str, params: dict[str, str] | None, data: bytes | None) -> Any:
         attempt, waited, renewed = 0, 0.0, False
         stale: str | None = None
+        pacer = self.pacer
         while True:
             try:
                 token = self._tokens.access_token(
                     self.tenant_id, self.creds, force_refresh=stale is not None, stale_token=stale
                 )
                 stale = None
-                resp = self._send(method, path, token.value, params, data, what)
-                log.debug("%s %s on %s: HTTP %s (attempt %d)", method, what, self.host, resp.status_code, attempt + 1)
-                if resp.status_code == 401 and not renewed:
-                    log.info("%s answered 401 for %s; renewing the access token once", self.host, what)
-                    renewed, stale = True, token.value
-                    continue
-                return self._decode(resp, what, token.value)
+                slot = pacer.acquire() if pacer is not None else None
+                try:
+                    resp = self._send(method, path, token.value, params, data, what)
+                    log.debug(
+                        "%s %s on %s: HTTP %s (attempt %d)", method, what, self.host, resp.status_code, attempt + 1
+                    )
+                    if resp.status_code == 401 and not renewed:
+                        log.info("%s answered 401 for %s; renewing the access token once", self.host, what)
+                        renewed, stale = True, token.value
+                        if slot is not None:
+                            pacer.give_back(slot)
+                            slot = None
+                        continue
+                    answer = self._decode(resp, what, token.value)
+                except ServiceNowError as error:
+                    if slot is not None:
+                        pacer.release(slot, error=error)
+                        slot = None
+                    raise
+                finally:
+                    if slot is not None:
+                        pacer.release(slot, body_bytes=len(data) if data else 0)
+                return answer
             except ServiceNowError as error:
                 delay = self._delay(error, attempt, waited)
                 if delay is None:
