@@ -34,6 +34,19 @@ UPSERT_SENT = (
     "import_set_id = excluded.import_set_id"
 )
 
+# PostgreSQL's path for the same upsert (Ledger._sent_by_copy): a temporary table per connection, emptied at commit.
+INCOMING = "itam_sent_incoming"
+CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} (source_id text NOT NULL, content_hash text NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+UPSERT_FROM_INCOMING = (
+    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash, import_set_id) "
+    f"SELECT %s, %s, %s, source_id, content_hash, %s FROM {INCOMING} "
+    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
+    "import_set_id = excluded.import_set_id"
+)
+
 
 def instance_key(instance_url: str) -> str:
     """The instance a ledger row is about: a hash of its normalised URL (a new URL starts a new ledger)."""
@@ -122,12 +135,31 @@ class Ledger:
         if not rows:
             return
         connection = db.session.connection()
+        if connection.dialect.name == "postgresql":
+            self._sent_by_copy(connection, import_set_id, rows)
+            return
         placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         tenant, key, data_type = self.tenant_id, self.key, self.data_type
         connection.exec_driver_sql(
             UPSERT_SENT.format(p=placeholder),
             [(tenant, key, data_type, sid, digest, import_set_id) for sid, digest in rows],
         )
+
+    def _sent_by_copy(self, connection, import_set_id: str, rows: list[tuple[str, str]]) -> None:
+        """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT from it. The client's
+        work per record is a COPY row instead of a bound statement (issue #15: the ledger write was the exporter's
+        largest cost on PostgreSQL); the same upsert as on SQLite."""
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            # Every time, not once per connection: a rolled-back transaction takes the table's creation with it.
+            cursor.execute(CREATE_INCOMING)
+            with cursor.copy(f"COPY {INCOMING} (source_id, content_hash) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(UPSERT_FROM_INCOMING, (self.tenant_id, self.key, self.data_type, import_set_id))
+            cursor.execute(f"DELETE FROM {INCOMING}")
+        finally:
+            cursor.close()
 
     def confirm(self, import_set_ids: list[str]) -> None:
         """ServiceNow's transform finished these import sets and wrote every record still marked with them (the

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+import orjson
+
 from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.exports.ledger import RETIRING, Ledger
 from itam_admin.inventory.source import InventorySource, SqlInventorySource
@@ -21,7 +23,6 @@ from itam_admin.records import retirement_record
 # record deleted from ITAM; the action RETIRED is that sending).
 NEW, CHANGED, RETIRED, UNCHANGED = "new", "changed", "retired", "unchanged"
 CHUNK = 2000
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(slots=True)
@@ -34,12 +35,13 @@ class Planned:
 
 def encode(record: dict[str, str]) -> bytes:
     """One record as it goes over the wire (compact JSON, UTF-8)."""
-    return _encoder.encode(record).encode()
+    return orjson.dumps(record)
 
 
 def encode_batch(records: list[dict[str, str]]) -> bytes:
-    """The Import Set API body for a batch, `{"records": [...]}`, in one call of the C encoder."""
-    return _encoder.encode({"records": records}).encode()
+    """The Import Set API body for a batch, `{"records": [...]}`. orjson writes the same bytes as the standard
+    library's compact, non-ASCII-escaping encoder, about 20 times faster (it runs for every record exported)."""
+    return orjson.dumps({"records": records})
 
 
 def content_hash(record: dict[str, str]) -> str:
