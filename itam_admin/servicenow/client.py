@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,9 @@ from itam_admin.servicenow.query import encoded_query_value
 from itam_admin.servicenow.transport import (
     DEFAULT_DEADLINE_SECONDS,
     DEFAULT_MAX_RESPONSE_BYTES,
+    current_deadline,
     deadline_scope,
+    inherited_deadline,
     make_session,
     time_left,
 )
@@ -38,6 +41,7 @@ MAX_BACKOFF_SECONDS = 60.0
 RATE_LIMIT_BACKOFF_BASE = 2.0
 IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "errors", "state")
 IDS_PER_QUERY = 50
+READS_AT_ONCE = 4  # import set result reads in flight at once
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_.]{0,79}")  # dot-walked names (user.user_name) included
@@ -185,6 +189,7 @@ class ServiceNowClient:
         self._generation = 0
         # Requests in flight to this instance, adapted to what it takes (an export sets one; None: no limit).
         self.pacer: AdaptiveConcurrency | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
 
     @property
     def host(self) -> str:
@@ -326,23 +331,34 @@ class ServiceNowClient:
         """ServiceNow-side counts per import set id (an import set not transformed yet has none); a table the user
         may not read raises ServiceNowError (FORBIDDEN), so a caller can tell "not finished" from "not readable"."""
         ids = _checked_sys_ids(import_set_ids)
+        chunks = [ids[start : start + IDS_PER_QUERY] for start in range(0, len(ids), IDS_PER_QUERY)]
+        if len(chunks) > 1:
+            # A big export's read-back is many reads; a few at once (the pacer, when set, still limits them) instead
+            # of one round trip after another. The caller's deadline goes with each read.
+            scope = current_deadline()
+            pages = list(self._readers().map(lambda chunk: self._import_set_runs_page(chunk, scope), chunks))
+        else:
+            pages = [self._import_set_runs_page(chunk, None) for chunk in chunks]
         totals: dict[str, ImportSetRunCounts] = {}
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            params = {
-                "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
-                "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),
-                "sysparm_exclude_reference_link": "true",
-                "sysparm_limit": str(len(chunk) * 10),
-            }
-            body = self._call(
-                "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
-            )
-            rows = body.get("result") if isinstance(body, dict) else None
-            for row in rows if isinstance(rows, list) else []:
+        for rows in pages:
+            for row in rows:
                 if isinstance(row, dict) and (set_id := _text(row.get("set"))):
                     totals[set_id] = _add_run(totals.get(set_id), row)
         return totals
+
+    def _import_set_runs_page(self, chunk: list[str], scope: tuple[float, float] | None) -> list:
+        params = {
+            "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
+            "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_limit": str(len(chunk) * 10),
+        }
+        with inherited_deadline(scope):
+            body = self._call(
+                "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
+            )
+        rows = body.get("result") if isinstance(body, dict) else None
+        return rows if isinstance(rows, list) else []
 
     def staging_rows(
         self,
@@ -413,11 +429,21 @@ class ServiceNowClient:
             local.session, local.generation = session, self._generation
         return local.session
 
+    def _readers(self) -> ThreadPoolExecutor:
+        """The client's few reader threads (each with its keep-alive session), made on first use."""
+        with self._guard:
+            if self._read_pool is None:
+                self._read_pool = ThreadPoolExecutor(max_workers=READS_AT_ONCE, thread_name_prefix="itam-read")
+            return self._read_pool
+
     def close(self) -> None:
         """Close every thread's session; the client stays usable and opens new ones if called again."""
         with self._guard:
             sessions, self._sessions = self._sessions, []
             self._generation += 1
+            pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         for session in sessions:
             session.close()
 

@@ -10,10 +10,10 @@ API rate limiting, ServiceNow docs). So the limit
   sign of congestion, then by one per `limit` requests answered (additive increase);
 * stops growing when the latency of full-size requests says requests queue at the instance: the queue estimate
   `limit x (1 - base latency / recent latency)` (TCP Vegas; base latency = the lowest seen) above
-  `beta = max(4, 6 log10 limit)` shrinks the limit by one, below `alpha = max(2, 3 log10 limit)` lets it grow;
-* on a 429 without Retry-After, a 5xx, a timeout or a dropped connection, falls to at most three quarters of the
-  requests that were in flight when the failed one was sent, and the level that failed is not probed again before
-  `PROBE_AFTER` requests were answered;
+  `beta = max(3, 4 log10 limit)` shrinks the limit by one, below `alpha = max(2, 2 log10 limit)` lets it grow;
+* on a 429 without Retry-After (a full queue) falls to one fewer than the requests in flight when the refused one
+  was sent; on a 5xx, a timeout or a dropped connection to three quarters of them; the level that failed is not
+  probed again before `PROBE_AFTER` requests were answered;
 * on a 429 with Retry-After (a rate limit rule), holds every sender until then without changing the limit: the
   instance has room, the user's hourly allowance is spent.
 
@@ -100,8 +100,10 @@ class AdaptiveConcurrency:
                 self._answered(slot, body_bytes)
             elif error.kind is ErrorKind.RATE_LIMITED and error.retry_after:
                 self._hold_until = max(self._hold_until, self.clock() + float(error.retry_after))
-            elif error.kind is ErrorKind.RATE_LIMITED or error.kind in CONGESTION_KINDS:
-                self._congested(slot)
+            elif error.kind is ErrorKind.RATE_LIMITED:
+                self._congested(slot, slot.in_flight - 1)  # a full queue: the instance took one fewer than this
+            elif error.kind in CONGESTION_KINDS:
+                self._congested(slot, math.floor(slot.in_flight * 0.75))
             self.history.append(math.floor(self.limit))
             self._cond.notify_all()
 
@@ -121,8 +123,8 @@ class AdaptiveConcurrency:
             self.base_latency = latency if self.base_latency is None else min(self.base_latency, latency)
             self._recent.append(latency)
         queued = self._queued()
-        beta = max(4.0, 6 * math.log10(max(self.limit, 1.0)))
-        alpha = max(2.0, 3 * math.log10(max(self.limit, 1.0)))
+        beta = max(3.0, 4 * math.log10(max(self.limit, 1.0)))
+        alpha = max(2.0, 2 * math.log10(max(self.limit, 1.0)))
         if queued > beta:
             self.slow_start = False
             if slot.generation == self._generation:
@@ -147,13 +149,13 @@ class AdaptiveConcurrency:
             return 0.0
         return max(0.0, self.limit * (1 - self.base_latency / recent))
 
-    def _congested(self, slot: Slot) -> None:
+    def _congested(self, slot: Slot, level: int) -> None:
         self.slow_start = False
         self._answered_since_failure = 0
         if slot.generation != self._generation:
             return  # sent before the last decrease: that decrease already answered this congestion
         self._failed_level = slot.in_flight
-        self._set_limit(min(self.limit, max(1.0, math.floor(slot.in_flight * 0.75))))
+        self._set_limit(min(self.limit, max(1.0, float(level))))
         self._generation += 1
         self._recent.clear()
 

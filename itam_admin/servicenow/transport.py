@@ -71,6 +71,21 @@ def deadline_scope(seconds: float | None) -> Iterator[None]:
         scopes.pop()
 
 
+@contextlib.contextmanager
+def inherited_deadline(scope: tuple[float, float] | None) -> Iterator[None]:
+    """Another thread's deadline (from its current_deadline()) for the block: work handed to a helper thread ends
+    when the caller's call must."""
+    if scope is None:
+        yield
+        return
+    scopes = _scopes()
+    scopes.append(scope)
+    try:
+        yield
+    finally:
+        scopes.pop()
+
+
 def current_deadline() -> tuple[float, float] | None:
     """(monotonic time, length in seconds) of the innermost deadline_scope of this thread, or None."""
     scopes = _scopes()

@@ -95,3 +95,20 @@ def test_run_after_and_ids_are_checked_before_they_reach_a_query(servicenow):
         list(servicenow.staging_rows(HARDWARE, ["a,b"]))
     with pytest.raises(ValueError):
         list(servicenow.staging_rows(HARDWARE, ["a" * 32], fields=("u_name^x",)))
+
+
+def test_import_set_results_of_many_import_sets_are_read_several_at_once_and_add_up(monkeypatch, servicenow, sandbox):
+    """A big export's read-back spans many sys_import_set_run reads (IDS_PER_QUERY ids each); they go a few at once
+    over the client's reader threads, and every import set's counts arrive whichever read brought them."""
+    monkeypatch.setattr(client_module, "IDS_PER_QUERY", 2)
+    sandbox.faults.set_capacity(concurrent=8, service_ms=150)  # long enough for reads to overlap
+    ids = [servicenow.insert_multiple(HARDWARE, body([computer(n), computer(n + 100)])) for n in range(9)]
+    assert sandbox.wait_idle(20)
+    set_ids = [i.import_set_id for i in ids]
+
+    results = servicenow.import_set_results(set_ids)
+
+    assert set(results) == set(set_ids)
+    assert all(r.inserts + r.updates + r.ignored == 2 for r in results.values()), results
+    peak = sandbox.faults.capacity.snapshot()["peak_inside"]
+    assert peak > 1, "the five reads went one after another"
