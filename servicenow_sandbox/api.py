@@ -88,7 +88,7 @@ def _check_import(staging_table: str) -> Response | None:
     return None
 
 
-def _import_body(staging_table: str) -> tuple[object, str] | Response:
+def import_body(staging_table: str) -> tuple[object, str] | Response:
     """The checked import request's JSON body and its text, or the error answer ServiceNow would give."""
     refused = _check_import(staging_table)
     if refused is not None:
@@ -101,7 +101,7 @@ def _import_body(staging_table: str) -> tuple[object, str] | Response:
 
 
 def import_one(staging_table: str) -> Response:
-    parsed = _import_body(staging_table)
+    parsed = import_body(staging_table)
     if isinstance(parsed, Response):
         return parsed
     body, _ = parsed
@@ -113,7 +113,7 @@ def import_one(staging_table: str) -> Response:
 
 
 def insert_multiple(staging_table: str) -> Response:
-    parsed = _import_body(staging_table)
+    parsed = import_body(staging_table)
     if isinstance(parsed, Response):
         return parsed
     body, _ = parsed

@@ -175,14 +175,20 @@ class ImportService:
         return dict(rows[0]) if rows else None
 
     def _stage(
-        self, conn: sqlite3.Connection, staging_table: str, import_set_id: str, records: list, user: str
+        self,
+        conn: sqlite3.Connection,
+        staging_table: str,
+        import_set_id: str,
+        records: list,
+        user: str,
+        by_column_name: bool = False,
     ) -> None:
         """Insert the records as pending staging rows of the import set. JSON keys are matched to column names only
         when the table's REST Insert Multiple entry says Column name; otherwise to column labels (Import Set API
         docs), so keys that are column names land nowhere and the rows arrive empty. Unknown keys are dropped."""
         staging = self.catalog.staging[staging_table]
         entry = self.insert_multiple_entry(staging_table)
-        if entry is not None and entry["column_mapping"] == "column_name":
+        if by_column_name or (entry is not None and entry["column_mapping"] == "column_name"):
             columns = {name: name for name in staging.table.labels}  # JSON key -> column
         else:
             columns = dict(staging.columns_by_label)
@@ -223,6 +229,24 @@ class ImportService:
         else:
             self._add_job(int(cursor.lastrowid), str(import_set["sys_id"]), staging_table, user_name, run_after or "")
         return {"import_set_id": import_set["sys_id"], "multi_import_set_id": multi_id}
+
+    def insert_row(self, staging_table: str, record: dict, user_name: str) -> dict:
+        """A Table API insert into a staging table (what pysnc's GlideRecord.insert() sends): the row goes into a
+        synchronous import set of its own and is transformed before the answer, which is the staging row as it is
+        then (ServiceNow docs, "Web service import set mode": a web service insert into an import set table creates
+        a synchronous import set and transforms the row at once). Fields are column names, as always on the Table
+        API."""
+        with self.store.transaction() as conn:
+            import_set, _ = self._new_import_set(conn, staging_table, "synchronous", None, user_name)
+            self._stage(conn, staging_table, str(import_set["sys_id"]), [record], user_name, by_column_name=True)
+        results = self._transform(staging_table, str(import_set["sys_id"]), user_name)
+        staging = self.catalog.staging[staging_table]
+        if results:
+            row = self.store.get(staging.table, results[0].staging_sys_id)
+            if row is not None:
+                return row
+        rows = self.store.select(staging.table, "sys_import_set = ?", [str(import_set["sys_id"])], "", 1, 0)
+        return rows[0] if rows else {}
 
     def import_one(self, staging_table: str, record: dict, user_name: str, base_url: str) -> dict:
         """The synchronous single-record import: stage, transform and answer the per-record result."""

@@ -1,6 +1,7 @@
 """The Table API for reading: `GET /api/now/table/{table}` and `.../{sys_id}` with sysparm_query, sysparm_fields
 (dot-walked ones too, e.g. `role.name`), sysparm_limit, sysparm_offset, sysparm_display_value, `Link` and
-`X-Total-Count`. Read-only: it never writes.
+`X-Total-Count`. It writes only into import set (staging) tables, `POST /api/now/table/{staging table}`, as a web
+service insert: the row is transformed at once (imports.insert_row); any other table answers 405.
 
 What a caller sees follows ServiceNow: a table the instance does not have answers 400 `Invalid table <name>`; a table
 the caller may not read answers an empty list (rows are filtered by ACL, not refused) and 404 for one record.
@@ -181,5 +182,26 @@ def get_record(table_name: str, sys_id: str) -> Response:
     return errors.json_response({"result": render_rows(table, [row], _fields())[0]})
 
 
+def insert_record(table_name: str) -> Response:
+    from servicenow_sandbox import api  # the import checks (payload size, who may load the table) are the API's
+
+    sandbox = state()
+    if table_name not in sandbox.catalog.staging:
+        if sandbox.catalog.table(table_name) is None:
+            return errors.invalid_table(table_name)
+        return errors.api_error(405, "Method not Supported", "The sandbox's Table API inserts only into staging tables")
+    parsed = api.import_body(table_name)
+    if isinstance(parsed, Response):
+        return parsed
+    body, _ = parsed
+    if not isinstance(body, dict):
+        return errors.bad_request("Exception while reading request", "The request body must be one JSON object")
+    sandbox.metrics.batch_received(table_name, 1)
+    row = sandbox.imports.insert_row(table_name, body, g.caller.user_name)
+    staging = sandbox.catalog.staging[table_name]
+    return errors.json_response({"result": render_rows(staging.table, [row], _fields())[0]}, 201)
+
+
 bp.add_url_rule("/api/now/table/<table_name>", "list", list_records, methods=["GET"])
+bp.add_url_rule("/api/now/table/<table_name>", "insert", insert_record, methods=["POST"])
 bp.add_url_rule("/api/now/table/<table_name>/<sys_id>", "get", get_record, methods=["GET"])

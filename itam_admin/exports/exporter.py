@@ -62,6 +62,9 @@ REJECTED_KIND = "rejected_by_transform"
 # Data types whose records refer to another's: their import sets are transformed after that one's (installs name
 # their computer), so the run waits for those import sets and sends with ServiceNow's run_after.
 TRANSFORMED_AFTER = {"installed_applications": "hardware_inventory"}
+# How long installs wait at least for their computers' import sets, whatever ITAM_EXPORT_READ_BACK_WAIT_SECONDS says:
+# run_after names only one import set, and ServiceNow transforms the others in any order.
+DEPENDENCY_WAIT_SECONDS = 60.0
 
 
 class RunStopped(Exception):
@@ -192,7 +195,7 @@ class Exporter:
         if (earlier := TRANSFORMED_AFTER.get(data_type)) in self.counts:
             # ServiceNow transforms asynchronous import sets in any order unless told (Import Set API docs): wait
             # (bounded) until the computers' import sets are done, and name the last one as run_after besides.
-            self.wait_for([earlier])
+            self.wait_for([earlier], at_least=DEPENDENCY_WAIT_SECONDS)
             awaited = [row.import_set_id for row in self.ledgers[earlier].pending()]
             run_after = (self.import_set_ids[earlier] or awaited or [None])[-1]
         self.started[data_type] = utcnow()
@@ -341,10 +344,10 @@ class Exporter:
                 self.ledgers[data_type].set_watermark(self.started[data_type] - self.config.differential_margin)
         self.save_progress(force=True)
 
-    def wait_for(self, data_types: list[str]) -> None:
+    def wait_for(self, data_types: list[str], at_least: float = 0.0) -> None:
         """Read the awaited import sets of these data types until none is left, a read fails, or
-        read_back_wait_seconds passed (waiting 0.5, 1, 2... s between reads)."""
-        deadline = time.monotonic() + self.config.read_back_wait_seconds
+        read_back_wait_seconds (or `at_least`, when longer) passed (waiting 0.5, 1, 2... s between reads)."""
+        deadline = time.monotonic() + max(self.config.read_back_wait_seconds, at_least)
         wait_seconds = FIRST_READ_BACK_WAIT
         left = list(data_types)
         while True:

@@ -114,3 +114,28 @@ def test_import_set_runs_are_readable_with_pysnc(loaded):
     assert gr.next()
     assert gr.get_value("state") == "complete"
     assert gr.get_display_value("sys_transform_map") == "ITAM Hardware Inventory to Computer"
+
+
+def test_glide_record_insert_into_a_staging_table_is_transformed_at_once(loaded):
+    """pysnc's users insert into an import set table with GlideRecord.insert() (Table API POST); ServiceNow treats a
+    web service insert into an import set table as a synchronous import and transforms the row at once ("Web
+    service import set mode", ServiceNow docs). The answer is the staging row as transformed."""
+    gr = client(loaded).GlideRecord("u_itam_hardware_inventory")
+    gr.initialize()
+    gr.u_source_id = "acme:PC-99"
+    gr.u_name = "PC-99"
+    gr.u_serial_number = "SN-99"
+    staged = gr.insert()
+
+    assert staged
+    assert gr.get_value("sys_import_state") == "ignored"  # written through IRE by the update set's onBefore script
+    assert gr.get_value("sys_import_state_comment").startswith("Written through IRE: INSERT")
+    computers = client(loaded).GlideRecord("cmdb_ci_computer")
+    computers.add_query("name", "PC-99")
+    computers.query()
+    assert computers.get_row_count() == 1
+    other = client(loaded).GlideRecord("sys_user")
+    other.initialize()
+    other.user_name = "nobody"
+    with pytest.raises(Exception, match="405|Method not Supported"):
+        other.insert()
