@@ -20,9 +20,16 @@ import requests
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CLIENT_ID, CLIENT_SECRET, Meter, current_rss_mb, emit, peak_rss_mb, refresh_token
-
-STAGING_TABLE = "u_itam_installed_applications"
+from benchmarks.common import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    STAGING_TABLE,
+    Meter,
+    current_rss_mb,
+    emit,
+    peak_rss_mb,
+    refresh_token,
+)
 
 
 def access_token(sandbox_url: str) -> str:

@@ -3,10 +3,12 @@ imports this module pays nothing for it in memory)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,9 @@ TENANT = "bench"
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-client-secret"
 DATA_TYPE = "installed_applications"
+STAGING_TABLE = "u_itam_installed_applications"
+SANDBOX_USER = ("admin", "admin")  # the sandbox's admin account: what the peers log in with (basic auth)
+BATCH_SIZE = 200
 RESULT_PREFIX = "BENCH-RESULT "
 
 
@@ -79,3 +84,50 @@ def refresh_token(sandbox_url: str) -> str:
     )
     answer.raise_for_status()
     return answer.json()["refresh_token"]
+
+
+def libpq_url(database_url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL (postgresql+psycopg://...) as libpq takes it (postgresql://...)."""
+    scheme, separator, rest = database_url.partition("://")
+    if not separator or not scheme.startswith("postgresql"):
+        raise ValueError(f"not a PostgreSQL URL: {database_url!r}")
+    return f"postgresql://{rest}"
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file of a sqlite:///PATH URL."""
+    if not database_url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite file URL: {database_url!r}")
+    return database_url[len("sqlite:///") :]
+
+
+def database_kind(database_url: str) -> str:
+    """The kind of database a SQLAlchemy URL names: "sqlite" or "postgresql"."""
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+class RecordsDigest:
+    """A digest of records, text "<count>:<hex>", the same for the same records whatever their order or key order,
+    so that processes that map rows each their own way can show they produced the same records (a sum of per-record
+    digests, mod 2**64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._total = 0
+
+    def add(self, record: dict[str, str]) -> None:
+        canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        digest = int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
+        self._total = (self._total + digest) % (1 << 64)
+        self.count += 1
+
+    def text(self) -> str:
+        return f"{self.count}:{self._total:016x}"
+
+
+def records_digest(records: Iterable[dict[str, str]]) -> str:
+    """The RecordsDigest text of these records."""
+    digest = RecordsDigest()
+    for record in records:
+        digest.add(record)
+    return digest.text()

@@ -1,9 +1,11 @@
 """One export, measured, in a process of its own (so its peak memory is this export's alone): the real exporter
-(``export_run``) reading the dataset's SQLite file and posting to the sandbox.
+(``export_run``) reading the dataset's database (SQLite or PostgreSQL) and posting to the sandbox.
 
     python -m benchmarks.exporter_worker --config D/config.json [--full] [--profile FILE]
 
-Prints one ``BENCH-RESULT {json}`` line: wall seconds, CPU seconds, peak RSS and the run's counts.
+Prints one ``BENCH-RESULT {json}`` line: wall seconds, CPU seconds, peak RSS, the run's counts and, on PostgreSQL,
+the database server's CPU for the export (benchmarks.dbcpu; sampled while the app's pool still holds its
+connections).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA_TYPE, TENANT, Meter, current_rss_mb, emit, peak_rss_mb
+from benchmarks.dbcpu import not_measured, sampler
 from benchmarks.portal_app import load_app
 
 
@@ -25,7 +28,8 @@ def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[st
     from itam_admin.exports.models import ExportRun
     from itam_admin.exports.runs import create_run
 
-    app, _ = load_app(config)
+    app, settings = load_app(config)
+    database_url = settings["env"]["DATABASE_URL"]
     with app.app_context():
         run_id = create_run(TENANT, "manual", None, full).id
         db.session.commit()
@@ -36,9 +40,16 @@ def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[st
 
             profiler = cProfile.Profile()
             profiler.enable()
+        database_cpu = sampler(database_url)
+        if database_cpu is not None:
+            database_cpu.start()
         meter = Meter().start()
         status = export_run(run_id)
         meter.stop()
+        # Before anything closes the pool: a backend that is gone at this sample takes its CPU with it.
+        db_cpu = database_cpu.stop() if database_cpu is not None else not_measured(database_url)
+        if database_cpu is not None:
+            database_cpu.close()
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(str(profile))
@@ -61,6 +72,7 @@ def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[st
             "changed": counts.changed,
             "unchanged": counts.unchanged,
             "retired": counts.retired,
+            **db_cpu,
         }
         db.engine.dispose()
     return result

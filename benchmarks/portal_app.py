@@ -1,5 +1,6 @@
-"""The portal app a benchmark worker runs the exporter in: one SQLite file per dataset, Redis for the token cache,
-the sandbox's OAuth client, and the batch size and requests in flight under test."""
+"""The portal app a benchmark worker runs the exporter in: one database per dataset (a SQLite file or a fresh
+PostgreSQL database), Redis for the token cache, the sandbox's OAuth client, and the batch size and requests in flight
+under test."""
 
 from __future__ import annotations
 
@@ -9,19 +10,26 @@ from typing import Any
 
 from flask import Flask
 
+from benchmarks.common import BATCH_SIZE
 
-def app_env(database: Path, redis_url: str, encryption_key: str, client_id: str, client_secret: str) -> dict[str, str]:
+REQUESTS_IN_FLIGHT = 4
+
+
+def app_env(
+    database_url: str, redis_url: str, encryption_key: str, client_id: str, client_secret: str
+) -> dict[str, str]:
+    """The app's environment; ``database_url`` is a SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...)."""
     return {
         "ITAM_DEMO": "0",
         "SECRET_KEY": "benchmark-secret-key",
         "ITAM_ENCRYPTION_KEYS": encryption_key,
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "ITAM_SERVICENOW_CLIENT_ID": client_id,
         "ITAM_SERVICENOW_CLIENT_SECRET": client_secret,
         "ITAM_SERVICENOW_ALLOW_INSECURE": "1",
-        "ITAM_EXPORT_BATCH_SIZE": "200",
-        "ITAM_EXPORT_REQUESTS_IN_FLIGHT": "4",
+        "ITAM_EXPORT_BATCH_SIZE": str(BATCH_SIZE),
+        "ITAM_EXPORT_REQUESTS_IN_FLIGHT": str(REQUESTS_IN_FLIGHT),
         # What is measured is sending; waiting for the sandbox to finish its asynchronous transforms is not.
         "ITAM_EXPORT_READ_BACK_WAIT_SECONDS": "0",
     }
