@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import os
-import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -144,8 +144,14 @@ def prepare(workdir: Path, sandbox: Sandbox, redis_url: str, records: int) -> tu
             for name, serial in db.session.execute(text("SELECT name, serial_number FROM itam_computer"))
         ]
         db.engine.dispose()
-    shutil.copyfile(workdir / "itam.sqlite3", workdir / "pristine.sqlite3")
+    copy_database(workdir / "itam.sqlite3", workdir / "pristine.sqlite3")
     return created["installed_applications"], computers
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, write-ahead log included (SQLite's backup API)."""
+    with sqlite3.connect(source) as origin, sqlite3.connect(target) as copy:
+        origin.backup(copy)
 
 
 def export_once(
@@ -158,7 +164,7 @@ def export_once(
 
     # Every run starts from the same place: the prepared database (nothing sent yet) and a sandbox holding only the
     # computers the installs refer to.
-    shutil.copyfile(workdir / "pristine.sqlite3", workdir / "itam.sqlite3")
+    copy_database(workdir / "pristine.sqlite3", workdir / "itam.sqlite3")
     sandbox.post("reset", {})
     for start in range(0, len(computers), 1000):
         sandbox.post("records", {"table": "cmdb_ci_computer", "records": computers[start : start + 1000]})

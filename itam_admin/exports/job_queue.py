@@ -65,21 +65,23 @@ def waiting_job_ids(connection: Redis, candidates: list[str]) -> set[str]:
     from rq.job import Job
     from rq.utils import as_text
 
-    with connection.pipeline(transaction=False) as pipe:
+    the_queue = queue(connection)
+    # One MULTI/EXEC: statuses and both lists from the same instant. Read one by one, a job a worker moved from the
+    # queue to the intermediate list (or on to `started`, which RQ does in one transaction too) between two reads is
+    # in neither snapshot, and a run about to start would look lost (seen under load in the simulated Sunday).
+    with connection.pipeline(transaction=True) as pipe:
         for candidate in candidates:
             pipe.hget(Job.key_for(candidate), "status")
-        statuses = [None if s is None else as_text(s) for s in pipe.execute()]
-    the_queue = queue(connection)
-    on_queue = None
+        pipe.lrange(the_queue.key, 0, -1)
+        pipe.lrange(the_queue.intermediate_queue_key, 0, -1)
+        answers = pipe.execute()
+    statuses = [None if s is None else as_text(s) for s in answers[: len(candidates)]]
+    on_queue = {as_text(i) for i in answers[len(candidates)]} | {as_text(i) for i in answers[len(candidates) + 1]}
     waiting = set()
     for candidate, status in zip(candidates, statuses, strict=True):
         if status not in _WAITING:
             continue
-        if status == "queued":
-            if on_queue is None:
-                intermediate = connection.lrange(the_queue.intermediate_queue_key, 0, -1)
-                on_queue = set(the_queue.get_job_ids()) | {as_text(i) for i in intermediate}
-            if candidate not in on_queue:
-                continue
+        if status == "queued" and candidate not in on_queue:
+            continue
         waiting.add(candidate)
     return waiting
