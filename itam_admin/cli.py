@@ -18,7 +18,7 @@ from itam_admin.exports.scheduler_loop import scheduler_pass, start_scheduler_th
 from itam_admin.exports.worker import run_worker
 from itam_admin.plugin import current_plugin
 from itam_admin.servicenow_app import build_update_set
-from itam_admin.settings.store import configured_tenants, load_settings, rotate_secrets
+from itam_admin.settings.store import configured_settings, rotate_secrets
 
 itam_cli = AppGroup("itam", help="ITAM ServiceNow Connector: exports, workers, sandbox and key rotation.")
 
@@ -64,11 +64,10 @@ def schedule_command() -> None:
     """Show each tenant's next weekly export."""
     config = current_plugin().config
     click.echo(f"Weekly exports: {config.weekly_export} UTC, spread over {config.weekly_window_minutes} minutes.")
-    tenants = configured_tenants()
+    tenants = configured_settings()
     if not tenants:
         click.echo("No tenant has saved ServiceNow settings yet.")
-    for tenant in tenants:
-        settings = load_settings(tenant)
+    for tenant, settings in tenants.items():
         if not settings.export_enabled:
             click.echo(f"{tenant}: disabled ({settings.export_disabled_reason})")
             continue

@@ -18,7 +18,7 @@ from itam_admin.config import Config
 from itam_admin.db import db, utcnow
 from itam_admin.exports import runs
 from itam_admin.exports.models import WeeklySlot
-from itam_admin.settings.store import configured_tenants, load_settings
+from itam_admin.settings.store import configured_settings
 from itam_admin.settings.values import ServiceNowSettings
 
 log = logging.getLogger("itam_admin.schedule")
@@ -74,13 +74,17 @@ def scheduler_tick(config: Config, redis: Redis | None, now: datetime | None = N
     """Start every weekly export that is due and not yet claimed for its week; returns what it did, per tenant."""
     now = now or utcnow()
     done: list[str] = []
-    for tenant_id in configured_tenants():
-        settings = load_settings(tenant_id)
+    due_now: dict[str, datetime] = {}  # one query for every tenant's settings, one for the weeks' claimed slots
+    for tenant_id, settings in configured_settings().items():
         due = latest_due(tenant_id, settings, config, now)
-        if due is None:
-            continue
+        if due is not None:
+            due_now[tenant_id] = due
+    weeks = {week_key(due) for due in due_now.values()}
+    slots = db.session.execute(select(WeeklySlot.tenant_id, WeeklySlot.week).where(WeeklySlot.week.in_(weeks)))
+    claimed = {(row.tenant_id, row.week) for row in slots}
+    for tenant_id, due in due_now.items():
         week = week_key(due)
-        if db.session.scalar(select(WeeklySlot.id).where(WeeklySlot.tenant_id == tenant_id, WeeklySlot.week == week)):
+        if (tenant_id, week) in claimed:
             continue
         slot = WeeklySlot(tenant_id=tenant_id, week=week, due_at=due, claimed_at=now)
         db.session.add(slot)
