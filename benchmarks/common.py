@@ -45,7 +45,16 @@ class Meter:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB (Linux reports ru_maxrss in KB)."""
+    """This process's peak resident set size so far, in MB: VmHWM from /proc (the high-water mark of this program's
+    own memory). Not ru_maxrss: Linux keeps that across execve, so a worker forked from a big orchestrator would
+    report the orchestrator's size. Falls back to ru_maxrss where /proc is not there."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / (1024 * 1024)
 
