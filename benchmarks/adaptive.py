@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,53 +35,19 @@ import requests
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret"
-TENANT = "bench"
-BATCH = 200
+from benchmarks.common import BATCH_SIZE, CLIENT_ID, CLIENT_SECRET, TENANT
+from benchmarks.run import Sandbox
+
+BATCH = BATCH_SIZE
 TYPES = ("installed_applications",)  # their computers are put in the sandbox first, as another source's records
 
 
-class Sandbox:
-    """The sandbox in a process of its own (its CPU and threads apart from the exporter's)."""
-
-    def __init__(self, workdir: Path) -> None:
-        env = {**os.environ, "ITAM_SERVICENOW_CLIENT_ID": CLIENT_ID, "ITAM_SERVICENOW_CLIENT_SECRET": CLIENT_SECRET}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "servicenow_sandbox", "--port", "0", "--memory"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=(workdir / "sandbox.log").open("wb"),
-            text=True,
-        )
-        line = self.process.stdout.readline() if self.process.stdout else ""
-        if "listening on" not in line:
-            self.process.kill()
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        self.url = line.rsplit(" ", 1)[-1].strip()
-
-    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        answer = requests.post(f"{self.url}/sandbox/api/{path}", json=payload, timeout=300)
-        answer.raise_for_status()
-        return answer.json()
-
-    def state(self) -> dict[str, Any]:
-        answer = requests.get(f"{self.url}/sandbox/api/state", timeout=60)
-        answer.raise_for_status()
-        return answer.json()
-
-    def faults(self) -> dict[str, Any]:
-        answer = requests.get(f"{self.url}/sandbox/api/faults", timeout=60)
-        answer.raise_for_status()
-        return answer.json()
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def control(sandbox: Sandbox, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST (with a payload) or GET the sandbox's control API."""
+    url = f"{sandbox.url}/sandbox/api/{path}"
+    answer = requests.post(url, json=payload, timeout=300) if payload is not None else requests.get(url, timeout=60)
+    answer.raise_for_status()
+    return answer.json()
 
 
 def make_app(workdir: Path, sandbox_url: str, redis_url: str, ceiling: int):
@@ -125,7 +89,7 @@ def prepare(workdir: Path, sandbox: Sandbox, redis_url: str, records: int) -> tu
         db.create_all()
         created = generate_inventory(TENANT, computers=max(1, records // 20), installs=records, contracts=0, seed=7)
         age_inventory(TENANT)
-        token = sandbox.post("refresh_tokens", {"username": "admin", "password": "admin", "client_id": CLIENT_ID})[
+        token = control(sandbox, "refresh_tokens", {"username": "admin", "password": "admin", "client_id": CLIENT_ID})[
             "refresh_token"
         ]
         change = SettingsChange(
@@ -164,10 +128,8 @@ def export_once(
     # Every run starts from the same place: the prepared database (nothing sent yet) and a sandbox holding only the
     # computers the installs refer to.
     copy_database(workdir / "pristine.sqlite3", workdir / "itam.sqlite3")
-    sandbox.post("reset", {})
-    for start in range(0, len(computers), 1000):
-        sandbox.post("records", {"table": "cmdb_ci_computer", "records": computers[start : start + 1000]})
-    sandbox.post("faults", {"clear": True, **faults})
+    sandbox.reset(computers=computers)
+    control(sandbox, "faults", {"clear": True, **faults})
     app = make_app(workdir, sandbox.url, redis_url, ceiling)
     with app.app_context():
         run_id = create_run(TENANT, "manual", None, True).id
@@ -186,7 +148,7 @@ def export_once(
         refused = [f.message for f in run.failed_batches if f.error_kind != "rejected_by_transform"]
         message = run.message
         db.engine.dispose()
-    capacity = sandbox.faults().get("capacity") or {}
+    capacity = control(sandbox, "faults").get("capacity") or {}
     arrivals = capacity.get("arrivals") or []
     later = arrivals[len(arrivals) // 2 :]
     api = after["requests"].get("api", 0) - before["requests"].get("api", 0)
@@ -255,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         (workdir / "redis").mkdir()
         redis = start_redis_server(port, workdir / "redis")
-        sandbox = Sandbox(workdir)
+        sandbox = Sandbox.start(workdir, "sandbox")
         try:
             redis_url = f"redis://127.0.0.1:{port}/0"
             total, computers = prepare(workdir, sandbox, redis_url, args.records)
@@ -276,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["ratio_to_bound"] = round(result["records_per_second"] / bound, 3)
                     results.append({"scenario": name, "adaptive": ceiling != 4, "records": total, **result})
         finally:
-            sandbox.close()
+            sandbox.stop()
             redis.terminate()
     header = (
         f"{'scenario':<46} {'ceiling':>7} {'rec/s':>8} {'x bound':>7} {'peak':>5} {'med 2nd':>7} {'429s':>5} "
