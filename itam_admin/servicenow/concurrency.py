@@ -69,7 +69,6 @@ class AdaptiveConcurrency:
         self.answered = 0
         self.decreases = 0
         self.held_seconds = 0.0
-        self.history: list[int] = []  # the limit after each answer
 
     # ---- senders ---------------------------------------------------------------------------------------------
 
@@ -79,9 +78,8 @@ class AdaptiveConcurrency:
             while True:
                 now = self.clock()
                 if now < self._hold_until:
-                    wait = self._hold_until - now
-                    self._cond.wait(wait)
-                    self.held_seconds += min(wait, max(self.clock() - now, 0.0))
+                    self._cond.wait(self._hold_until - now)
+                    self.held_seconds += max(self.clock() - now, 0.0)
                     continue
                 if self.in_flight < max(1, math.floor(self.limit)):
                     break
@@ -104,7 +102,6 @@ class AdaptiveConcurrency:
                 self._congested(slot, slot.in_flight - 1)  # a full queue: the instance took one fewer than this
             elif error.kind in CONGESTION_KINDS:
                 self._congested(slot, math.floor(slot.in_flight * 0.75))
-            self.history.append(math.floor(self.limit))
             self._cond.notify_all()
 
     def give_back(self, slot: Slot) -> None:
