@@ -144,11 +144,20 @@ def prepare(
     }
 
 
-def mutate(directory: Path, change_fraction: float) -> dict[str, object]:
+def copy_config(directory: Path, database_url: str) -> Path:
+    """A second config.json for the same dataset in another database (a copy of this one's): `config-copy.json`."""
+    config = json.loads((directory / "config.json").read_text())
+    config["env"]["DATABASE_URL"] = config["database_url"] = database_url
+    path = directory / "config-copy.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def mutate(config_path: Path, change_fraction: float) -> dict[str, object]:
     from demo_portal.demo_data import mutate_inventory
     from itam_admin.db import db
 
-    app, _ = load_app(directory / "config.json")
+    app, _ = load_app(config_path)
     with app.app_context():
         changes = mutate_inventory(TENANT, change_fraction=change_fraction, delete=0, data_types=(DATA_TYPE,))
         db.engine.dispose()
@@ -167,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--database-url", help="an empty database [default: sqlite:///DIR/itam.sqlite3]")
     make.add_argument("--peer-sample", type=int, default=0, help="also digest the first N records")
     change = steps.add_parser("mutate")
-    change.add_argument("--dir", required=True, type=Path)
+    change.add_argument("--config", required=True, type=Path, help="the dataset's config.json (or its copy's)")
     change.add_argument("--change-fraction", type=float, default=0.01)
     args = parser.parse_args(argv)
     if args.step == "prepare":
         database_url = args.database_url or f"sqlite:///{args.dir.resolve() / 'itam.sqlite3'}"
         emit(prepare(args.dir, args.records, args.sandbox_url, args.redis_url, database_url, args.peer_sample))
     else:
-        emit(mutate(args.dir, args.change_fraction))
+        emit(mutate(args.config, args.change_fraction))
     return 0
 
 

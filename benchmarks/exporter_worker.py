@@ -1,7 +1,7 @@
 """One export, measured, in a process of its own (so its peak memory is this export's alone): the real exporter
 (``export_run``) reading the dataset's database (SQLite or PostgreSQL) and posting to the sandbox.
 
-    python -m benchmarks.exporter_worker --config D/config.json [--full] [--profile FILE]
+    python -m benchmarks.exporter_worker --config D/config.json [--full] [--profile FILE] [--read-back-wait S]
 
 Prints one ``BENCH-RESULT {json}`` line: wall seconds, CPU seconds, peak RSS, the run's counts and, on PostgreSQL,
 the database server's CPU for the export (benchmarks.dbcpu; sampled while the app's pool still holds its
@@ -22,13 +22,16 @@ from benchmarks.dbcpu import not_measured, sampler
 from benchmarks.portal_app import load_app
 
 
-def run_export(config: Path, full: bool, profile: Path | None = None) -> dict[str, object]:
+def run_export(
+    config: Path, full: bool, profile: Path | None = None, read_back_wait: float | None = None
+) -> dict[str, object]:
     from itam_admin.db import db
     from itam_admin.exports.exporter import export_run
     from itam_admin.exports.models import ExportRun
     from itam_admin.exports.runs import create_run
 
-    app, settings = load_app(config)
+    env = {} if read_back_wait is None else {"ITAM_EXPORT_READ_BACK_WAIT_SECONDS": f"{read_back_wait:g}"}
+    app, settings = load_app(config, env)
     database_url = settings["env"]["DATABASE_URL"]
     with app.app_context():
         run_id = create_run(TENANT, "manual", None, full).id
@@ -83,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--full", action="store_true", help="a full export (every record), not a differential one")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the export to this file")
+    parser.add_argument(
+        "--read-back-wait", type=float, help="ITAM_EXPORT_READ_BACK_WAIT_SECONDS for this export [the dataset's: 0]"
+    )
     args = parser.parse_args(argv)
-    emit(run_export(args.config, args.full, args.profile))
+    emit(run_export(args.config, args.full, args.profile, args.read_back_wait))
     return 0
 
 

@@ -35,11 +35,13 @@ def app_env(
     }
 
 
-def load_app(config_path: str | Path) -> tuple[Flask, dict[str, Any]]:
-    """The app described by a dataset's config.json (written by benchmarks.dataset prepare)."""
+def load_app(config_path: str | Path, env: dict[str, str] | None = None) -> tuple[Flask, dict[str, Any]]:
+    """The app described by a dataset's config.json (written by benchmarks.dataset prepare); `env` overrides some of
+    its environment."""
     from demo_portal import create_app
 
     config = json.loads(Path(config_path).read_text())
+    config["env"] = {**config["env"], **(env or {})}
     app = create_app(env=config["env"], instance_path=config["instance_path"])
     with app.app_context():
         import itam_admin.models  # noqa: F401  (the whole schema)
