@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -61,20 +62,30 @@ def _postgres_available() -> bool:
 @pytest.fixture(scope="session")
 def postgres_database():
     """A new, empty PostgreSQL database for this test session, dropped afterwards."""
-    import sqlalchemy as sa
 
     if not _postgres_available():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
-    name = f"itam_test_{uuid.uuid4().hex[:10]}"
+    with new_postgres_database("itam_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def new_postgres_database(prefix: str):
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped when the block ends."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@ it, which of those its transform has not confirmed yet (and the import sets they
 which every record is known to be there. Differential exports read it (planner) and the exporter writes it; nothing
 else touches these tables. Never holds a secret.
 
+A ledger is a row of itam_ledger (tenant, instance key, data type), created by its first write; the record rows name
+it by id. A read of a ledger that has no row yet finds nothing and creates nothing.
+
 A record counts as held only after its import set's transform wrote it: sending marks the row with the import set
 (so the planner does not send it again while ServiceNow transforms it), confirmation clears the mark, a rejection
 gives the row the hash REJECTED (so the next export sends it again) and drops the watermark.
@@ -14,10 +17,10 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, update
 
 from itam_admin.db import db, utcnow
-from itam_admin.exports.models import ExportWatermark, PendingImportSet, SentRecord
+from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
 CHUNK = 2000
 IDS_PER_STATEMENT = 500  # bound parameters per IN (...), well under SQLite's and PostgreSQL's limits
@@ -27,10 +30,16 @@ IDS_PER_STATEMENT = 500  # bound parameters per IN (...), well under SQLite's an
 RETIRING = ""
 REJECTED = "rejected"
 
+# A ledger's id, and its creation by the first write: insert-or-ignore then select again, so two processes (or two
+# Ledger objects) writing a new ledger at once end with one row and the same id.
+FIND_LEDGER = "SELECT id FROM itam_ledger WHERE tenant_id = {p} AND instance_key = {p} AND data_type = {p}"
+CREATE_LEDGER = (
+    "INSERT INTO itam_ledger (tenant_id, instance_key, data_type) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (tenant_id, instance_key, data_type) DO NOTHING"
+)
 UPSERT_SENT = (
-    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash, import_set_id) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}) "
-    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
+    "INSERT INTO itam_sent_record (ledger_id, source_id, content_hash, import_set_id) VALUES ({p}, {p}, {p}, {p}) "
+    "ON CONFLICT (ledger_id, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
     "import_set_id = excluded.import_set_id"
 )
 
@@ -41,9 +50,9 @@ CREATE_INCOMING = (
     "ON COMMIT DELETE ROWS"
 )
 UPSERT_FROM_INCOMING = (
-    "INSERT INTO itam_sent_record (tenant_id, instance_key, data_type, source_id, content_hash, import_set_id) "
-    f"SELECT %s, %s, %s, source_id, content_hash, %s FROM {INCOMING} "
-    "ON CONFLICT (tenant_id, instance_key, data_type, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
+    "INSERT INTO itam_sent_record (ledger_id, source_id, content_hash, import_set_id) "
+    f"SELECT %s, source_id, content_hash, %s FROM {INCOMING} "
+    "ON CONFLICT (ledger_id, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
     "import_set_id = excluded.import_set_id"
 )
 
@@ -54,7 +63,8 @@ def instance_key(instance_url: str) -> str:
 
 
 class Ledger:
-    """One tenant's ledger of one data type on one instance."""
+    """One tenant's ledger of one data type on one instance. Cheap to make: it touches the database only when used,
+    and only a write creates the ledger's row."""
 
     source_id = SentRecord.source_id  # the column a caller's anti-join (deleted records) compares with
     not_retiring = SentRecord.content_hash != RETIRING  # rows whose retirement is not already in flight
@@ -62,10 +72,39 @@ class Ledger:
     def __init__(self, tenant_id: str, instance_url: str, data_type: str) -> None:
         self.tenant_id, self.data_type = tenant_id, data_type
         self.key = instance_key(instance_url)
+        self._written_in: tuple[object, int] | None = None  # (transaction, ledger id) of the last write
 
     def _of(self, table=SentRecord) -> tuple[ColumnElement[bool], ...]:
-        """The filter every query of this ledger starts with."""
+        """The filter every query of this ledger starts with: its record rows by the ledger's id (none when the
+        ledger has no row yet: the subquery is null), the per-ledger tables by tenant, instance and data type."""
+        if table is SentRecord:
+            return (SentRecord.ledger_id == self._id(),)
         return (table.tenant_id == self.tenant_id, table.instance_key == self.key, table.data_type == self.data_type)
+
+    def _id(self) -> ScalarSelect[int]:
+        """The ledger's id, as a subquery of the statement that needs it (one round trip, nothing created)."""
+        row = ExportLedger
+        return (
+            select(row.id)
+            .where(row.tenant_id == self.tenant_id, row.instance_key == self.key, row.data_type == self.data_type)
+            .scalar_subquery()
+        )
+
+    def _id_for_writing(self, connection) -> int:
+        """The ledger's id, its row created when this is the ledger's first write (plain DBAPI statements: this runs
+        for every batch sent). Kept for the rest of the transaction only, since a rollback may take a new row with
+        it; not kept from inside a savepoint, whose rollback may do the same."""
+        transaction = connection.get_transaction()
+        if self._written_in is not None and self._written_in[0] is transaction and transaction.is_active:
+            return self._written_in[1]
+        placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        key = (self.tenant_id, self.key, self.data_type)
+        found = connection.exec_driver_sql(FIND_LEDGER.format(p=placeholder), key).scalar()
+        if found is None:
+            connection.exec_driver_sql(CREATE_LEDGER.format(p=placeholder), key)
+            found = connection.exec_driver_sql(FIND_LEDGER.format(p=placeholder), key).scalar_one()
+        self._written_in = None if connection.in_nested_transaction() else (transaction, found)
+        return found
 
     # ---- reads (planner) ---------------------------------------------------------------------------------------
 
@@ -135,17 +174,16 @@ class Ledger:
         if not rows:
             return
         connection = db.session.connection()
+        ledger_id = self._id_for_writing(connection)
         if connection.dialect.name == "postgresql":
-            self._sent_by_copy(connection, import_set_id, rows)
+            self._sent_by_copy(connection, ledger_id, import_set_id, rows)
             return
         placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        tenant, key, data_type = self.tenant_id, self.key, self.data_type
         connection.exec_driver_sql(
-            UPSERT_SENT.format(p=placeholder),
-            [(tenant, key, data_type, sid, digest, import_set_id) for sid, digest in rows],
+            UPSERT_SENT.format(p=placeholder), [(ledger_id, sid, digest, import_set_id) for sid, digest in rows]
         )
 
-    def _sent_by_copy(self, connection, import_set_id: str, rows: list[tuple[str, str]]) -> None:
+    def _sent_by_copy(self, connection, ledger_id: int, import_set_id: str, rows: list[tuple[str, str]]) -> None:
         """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT from it. The client's
         work per record is a COPY row instead of a bound statement (issue #15: the ledger write was the exporter's
         largest cost on PostgreSQL); the same upsert as on SQLite."""
@@ -156,7 +194,7 @@ class Ledger:
             with cursor.copy(f"COPY {INCOMING} (source_id, content_hash) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.execute(UPSERT_FROM_INCOMING, (self.tenant_id, self.key, self.data_type, import_set_id))
+            cursor.execute(UPSERT_FROM_INCOMING, (ledger_id, import_set_id))
             cursor.execute(f"DELETE FROM {INCOMING}")
         finally:
             cursor.close()

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -141,24 +140,48 @@ class ExportBatchFailure(db.Model):
     run: Mapped[ExportRun] = relationship(back_populates="failed_batches")
 
 
-class SentRecord(db.Model):
-    """What was last sent for one record of one tenant, instance and data type (differential exports): held by
-    ServiceNow once `import_set_id` is null (its transform wrote it), awaiting that confirmation while it names the
-    import set it went in. See ledger.py for the special hashes."""
+class ExportLedger(db.Model):
+    """One ledger: a tenant's records of one data type on one instance (ledger.py). Its id is what every row of
+    itam_sent_record names, so those rows need not repeat the tenant, instance and data type. Created by the first
+    write of the ledger, never by a read."""
 
-    __tablename__ = "itam_sent_record"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "instance_key", "data_type", "source_id"),
-        # Confirmation finds the rows of one import set; null (confirmed) for almost every row.
-        Index("ix_itam_sent_record_import_set_id", "import_set_id"),
-    )
+    __tablename__ = "itam_ledger"
+    __table_args__ = (UniqueConstraint("tenant_id", "instance_key", "data_type"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(64))
     instance_key: Mapped[str] = mapped_column(String(64))
     data_type: Mapped[str] = mapped_column(String(40))
-    # Code-point collation on PostgreSQL, so the unique index serves the planner's ordered range reads.
-    source_id: Mapped[str] = mapped_column(String(200).with_variant(String(200, collation="C"), "postgresql"))
+
+
+class SentRecord(db.Model):
+    """What was last sent for one record of one ledger (differential exports): held by ServiceNow once
+    `import_set_id` is null (its transform wrote it), awaiting that confirmation while it names the import set it
+    went in. See ledger.py for the special hashes.
+
+    Narrow, because a row is written for every record exported (issue #15): the primary key (ledger, source id) is
+    the only b-tree besides a partial index of the rows awaiting confirmation, and on SQLite the table is that key
+    (WITHOUT ROWID)."""
+
+    __tablename__ = "itam_sent_record"
+    __table_args__ = (
+        # Confirmation finds the rows of one import set; null (confirmed) for almost every row, so not indexed.
+        Index(
+            "ix_itam_sent_record_import_set_id",
+            "import_set_id",
+            sqlite_where=text("import_set_id IS NOT NULL"),
+            postgresql_where=text("import_set_id IS NOT NULL"),
+        ),
+        {"sqlite_with_rowid": False},
+    )
+
+    # No foreign key: PostgreSQL would check it for every row written, which cost as much as the narrower key saved
+    # (issue #15); ledger rows are never deleted, and only ledger.py writes either table.
+    ledger_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Code-point collation on PostgreSQL, so the primary key serves the planner's ordered range reads.
+    source_id: Mapped[str] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql"), primary_key=True
+    )
     content_hash: Mapped[str] = mapped_column(String(32))
     import_set_id: Mapped[str | None] = mapped_column(String(64))
 
