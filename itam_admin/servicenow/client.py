@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -427,7 +427,19 @@ class ServiceNowClient:
             with self._guard:
                 self._sessions.append(session)
             local.session, local.generation = session, self._generation
+            local.prepared = {}  # requests prepared on the old session carry its cookies
         return local.session
+
+    def in_background(self, function: Callable[..., Any], *args: Any) -> Future:
+        """Run `function(*args)` (calls of this client) on one of its reader threads, within the caller's deadline:
+        independent reads at once instead of one round trip after another."""
+        scope = current_deadline()
+
+        def run() -> Any:
+            with inherited_deadline(scope):
+                return function(*args)
+
+        return self._readers().submit(run)
 
     def _readers(self) -> ThreadPoolExecutor:
         """The client's few reader threads (each with its keep-alive session), made on first use."""
@@ -507,23 +519,35 @@ class ServiceNowClient:
     def _send(
         self, method: str, path: str, access_token: str, params: dict[str, str] | None, data: bytes | None, what: str
     ) -> requests.Response:
-        headers = {
-            "Authorization": f"Bearer {access_token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
+        """One HTTP attempt on this thread's session, straight to its (guarded) adapter: the session's own request
+        layer (merging settings, cookies and hooks anew, and a redirect check never used, since redirects are not
+        followed) cost about as much CPU per insertMultiple as everything else the client does (issue #15). The
+        request is prepared once per thread, URL, parameters and token, and only its body changes; the session's
+        cookies go out as requests would send them, and a Set-Cookie in an answer updates them (and the cache)."""
+        session = self.session()
+        url = self.creds.instance_url + path
+        key = (method, url, tuple(sorted(params.items())) if params else (), access_token)
+        prepared_requests: dict = self._local.prepared
+        base = prepared_requests.get(key)
+        if base is None:
+            headers = {
+                "Authorization": f"Bearer {access_token}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            }
+            base = session.prepare_request(requests.Request(method, url, params=params, headers=headers))
+            prepared_requests.clear()  # one entry per thread is the common case; a new token or URL replaces it
+            prepared_requests[key] = base
+        prepared = base.copy()
+        prepared.prepare_body(data, None)
         try:
-            return self.session().request(
-                method,
-                self.creds.instance_url + path,
-                params=params,
-                data=data,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            )
+            response = session.get_adapter(url).send(prepared, timeout=self._timeout, verify=session.verify)
         except requests.RequestException as exc:
             raise errors.from_exception(exc, self.host, what=what) from exc
+        if "set-cookie" in response.headers:
+            session.cookies.update(response.cookies)
+            prepared_requests.clear()  # the next request carries the new cookies
+        return response
 
     def _decode(self, resp: requests.Response, what: str, access_token: str) -> Any:
         if 200 <= resp.status_code < 300:

@@ -60,6 +60,29 @@ def test_the_access_token_is_reused_across_calls(client, rsps, token_endpoint):
     assert len(token_endpoint.calls) == 1
 
 
+def test_each_batch_carries_its_own_body_and_the_instance_cookies(client, rsps, token_endpoint):
+    """The client prepares a request once per thread and swaps only the body (issue #15): every batch still goes
+    with its own body and length, and a cookie the instance set (ServiceNow answers with JSESSIONID and a node-routing
+    cookie) goes back on the next requests, as a requests.Session sends it."""
+    rsps.add(
+        responses.POST,
+        IMPORT,
+        json=IDS,
+        status=201,
+        headers={"Set-Cookie": "JSESSIONID=node-a-session; Path=/; Secure; HttpOnly"},
+    )
+    bodies = [BATCH, BATCH.replace(b"}]}", b'}, {"u_name": "second"}]}'), b'{"records": []}']
+
+    for body in bodies:
+        client.insert_multiple("u_itam_hardware_inventory", body)
+
+    calls = data_calls(rsps, IMPORT)
+    assert [call.body for call in calls] == bodies
+    assert [int(call.headers["Content-Length"]) for call in calls] == [len(body) for body in bodies]
+    assert "Cookie" not in calls[0].headers
+    assert [call.headers.get("Cookie") for call in calls[1:]] == ["JSESSIONID=node-a-session"] * 2
+
+
 def test_a_staging_table_name_cannot_change_the_path(client):
     with pytest.raises(ValueError):
         client.insert_multiple("../table/sys_user", BATCH)
