@@ -584,9 +584,15 @@ def prove_connection(client, data_types: list[str]) -> ConnectionCheck:
     proves nothing of a refresh token revoked since), one read, and the check that the connector's ServiceNow app is
     there for the chosen data types. Raises the ServiceNowError of the first that fails."""
     client.renew_access_token()
-    check = client.check_connection()
-    # The app check of issue #13 (servicenow/app_check.py): a missing staging table stops the run here, named.
-    require_app(client, data_types)
+    # The app check of issue #13 (servicenow/app_check.py): a missing staging table stops the run here, named. It
+    # reads beside the user read (one round trip for both, issue #15); a fault of the user read is raised first.
+    app_check = client.in_background(require_app, client, data_types)
+    try:
+        check = client.check_connection()
+    finally:
+        app_error = app_check.exception()
+    if app_error is not None:
+        raise app_error
     return check
 
 
