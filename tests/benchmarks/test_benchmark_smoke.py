@@ -104,4 +104,5 @@ def test_quick_benchmark_runs_and_its_figures_add_up(database: str, tmp_path: Pa
         "exporter vs bare client",
         "exporter vs script",
         "exporter vs pysnc",
+        "throughput at 100 ms with the sandbox's handling time",
     }
