@@ -69,7 +69,9 @@ class FakeInstance:
         if table in STAGING:
             return (200, {}, json.dumps({"result": []})) if table in self.staging else invalid_table(table)
         wanted = set(re.search(r"source_tableIN([^^]*)", query).group(1).split(",")) if "IN" in query else set()
-        if table == "sys_user_has_role":
+        if table == "sys_user":
+            rows = [{"user_name": "itam.export", "name": "ITAM Export", "sys_id": USER_SYS_ID}]
+        elif table == "sys_user_has_role":
             rows = [{"role.name": role, "inherited": inherited, "state": "active"} for role, inherited in self.roles]
         elif table == "sys_rest_insert_multiple":
             rows = [{"source_table": t, "column_mapping": m} for t, m in self.insert_multiple.items() if t in wanted]
@@ -285,3 +287,32 @@ def test_a_server_fault_during_the_check_is_raised_as_it_is(client, rsps, token_
         check_staging_tables(client, ["contracts"])
 
     assert caught.value.kind is ErrorKind.SERVER_ERROR
+
+
+def test_an_export_proves_the_user_and_the_app_at_once_and_names_the_missing_app(client, instance):
+    """Before an export (exporter.prove_connection): the token, then the user read and the staging table probes at
+    once (one round trip for both, issue #15); a missing staging table stops the run, named."""
+    from itam_admin.exports.exporter import prove_connection
+
+    instance.staging = {"u_itam_hardware_inventory"}
+
+    with pytest.raises(ServiceNowError) as caught:
+        prove_connection(client, ["hardware_inventory", "contracts"])
+
+    assert caught.value.kind is ErrorKind.APP_NOT_INSTALLED
+    assert sorted(instance.tables_read()) == ["sys_user", "u_itam_contracts", "u_itam_hardware_inventory"]
+    assert prove_connection(client, ["hardware_inventory"]).sys_id == USER_SYS_ID
+
+
+def test_when_the_user_read_fails_too_its_fault_is_the_one_an_export_reports(client, instance):
+    """The user read's fault comes first, as when the two ran one after the other: it says what to fix first."""
+    from itam_admin.exports.exporter import prove_connection
+
+    instance.staging = set()
+    instance.forbidden = {"sys_user"}
+
+    with pytest.raises(ServiceNowError) as caught:
+        prove_connection(client, ["contracts"])
+
+    assert caught.value.kind is ErrorKind.FORBIDDEN
+    assert sorted(instance.tables_read()) == ["sys_user", "u_itam_contracts"]
