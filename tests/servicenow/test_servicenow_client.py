@@ -62,8 +62,10 @@ def test_the_access_token_is_reused_across_calls(client, rsps, token_endpoint):
 
 def test_each_batch_carries_its_own_body_and_the_instance_cookies(client, rsps, token_endpoint):
     """The client prepares a request once per thread and swaps only the body (issue #15): every batch still goes
-    with its own body and length, and a cookie the instance set (ServiceNow answers with JSESSIONID and a node-routing
-    cookie) goes back on the next requests, as a requests.Session sends it."""
+    with its own body and length, and a cookie the instance set goes back on the next requests, as a requests.Session
+    sends it. ServiceNow: "Session RE-use is possible through the use of cookies. Cookies are sent in the SET-COOKIE
+    Header" (KB0657578, Persisting an HTTP session across all REST calls; without them each call creates a session);
+    its cookies include JSESSIONID, glide_user_route and BigIP for load-balancing (KB0693221, ServiceNow Cookies)."""
     rsps.add(
         responses.POST,
         IMPORT,
