@@ -335,10 +335,10 @@ class ServiceNowClient:
         if len(chunks) > 1:
             # A big export's read-back is many reads; a few at once (the pacer, when set, still limits them) instead
             # of one round trip after another. The caller's deadline goes with each read.
-            scope = current_deadline()
-            pages = list(self._readers().map(lambda chunk: self._import_set_runs_page(chunk, scope), chunks))
+            reads = [self.in_background(self._import_set_runs_page, chunk) for chunk in chunks]
+            pages = [read.result() for read in reads]
         else:
-            pages = [self._import_set_runs_page(chunk, None) for chunk in chunks]
+            pages = [self._import_set_runs_page(chunks[0])] if chunks else []
         totals: dict[str, ImportSetRunCounts] = {}
         for rows in pages:
             for row in rows:
@@ -346,17 +346,15 @@ class ServiceNowClient:
                     totals[set_id] = _add_run(totals.get(set_id), row)
         return totals
 
-    def _import_set_runs_page(self, chunk: list[str], scope: tuple[float, float] | None) -> list:
+    def _import_set_runs_page(self, chunk: list[str]) -> list:
         params = {
             "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
             "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),
             "sysparm_exclude_reference_link": "true",
             "sysparm_limit": str(len(chunk) * 10),
         }
-        with inherited_deadline(scope):
-            body = self._call(
-                "GET", "/api/now/table/sys_import_set_run", what="the sys_import_set_run table", params=params
-            )
+        what = "the sys_import_set_run table"
+        body = self._call("GET", "/api/now/table/sys_import_set_run", what=what, params=params)
         rows = body.get("result") if isinstance(body, dict) else None
         return rows if isinstance(rows, list) else []
 
