@@ -22,12 +22,18 @@ from dataclasses import dataclass
 from servicenow_sandbox.catalog import Catalog
 from servicenow_sandbox.faults import Faults
 from servicenow_sandbox.settings import SandboxSettings
-from servicenow_sandbox.store import Store, now_text
+from servicenow_sandbox.store import Store, new_sys_ids, now_text
 from servicenow_sandbox.transform import RowResult, apply, as_text, plan
 from servicenow_sandbox.update_sets import TransformMap
 
 log = logging.getLogger(__name__)
 STATES = ("inserted", "updated", "ignored", "skipped", "error")
+
+
+def _maps_column_names(entry: dict | None) -> bool:
+    """Whether a REST Insert Multiple entry has JSON keys matched to column names; without one, or with Label, they
+    are matched to column labels (Import Set API docs)."""
+    return entry is not None and entry["column_mapping"] == "column_name"
 
 
 @dataclass
@@ -181,26 +187,35 @@ class ImportService:
         import_set_id: str,
         records: list,
         user: str,
-        by_column_name: bool = False,
+        by_column_name: bool,
     ) -> None:
-        """Insert the records as pending staging rows of the import set. JSON keys are matched to column names only
-        when the table's REST Insert Multiple entry says Column name; otherwise to column labels (Import Set API
-        docs), so keys that are column names land nowhere and the rows arrive empty. Unknown keys are dropped."""
+        """Insert the records as pending staging rows of the import set. JSON keys are matched to column names when
+        ``by_column_name`` (see _maps_column_names; a Table API insert always); otherwise to column labels, so keys
+        that are column names land nowhere and the rows arrive empty. Unknown keys are dropped.
+
+        Each row is a copy of one template filled by column position: this runs for every record of every batch,
+        and a dict and complete_row a record cost several times as much."""
         staging = self.catalog.staging[staging_table]
-        entry = self.insert_multiple_entry(staging_table)
-        if by_column_name or (entry is not None and entry["column_mapping"] == "column_name"):
-            columns = {name: name for name in staging.table.labels}  # JSON key -> column
+        columns = staging.table.all_columns
+        if by_column_name:
+            at = {name: columns.index(name) for name in staging.table.labels}  # JSON key -> column position
         else:
-            columns = dict(staging.columns_by_label)
-        stamp = now_text()
+            at = {label: columns.index(name) for label, name in staging.columns_by_label.items()}
+        id_at, set_at, number_at, state_at = (
+            columns.index(name) for name in ("sys_id", "sys_import_set", "sys_import_row", "sys_import_state")
+        )
+        template = Store.row_template(staging.table, user)
         rows = []
-        for number, record in enumerate(records, start=1):
-            items = record.items() if isinstance(record, dict) else ()
-            values = {columns[key]: as_text(value) for key, value in items if key in columns}
-            row = Store.complete_row(staging.table, values, user, stamp)
-            row.update(sys_import_set=import_set_id, sys_import_row=number, sys_import_state="pending")
+        for number, (record, sys_id) in enumerate(zip(records, new_sys_ids(len(records)), strict=True), start=1):
+            row = template.copy()
+            row[id_at] = sys_id
+            for key, value in record.items() if isinstance(record, dict) else ():
+                position = at.get(key)
+                if position is not None:
+                    row[position] = as_text(value)
+            row[set_at], row[number_at], row[state_at] = import_set_id, number, "pending"
             rows.append(row)
-        Store.insert_rows(conn, staging.table, rows)
+        Store.insert_values(conn, staging.table, rows)
 
     def accept_batch(
         self,
@@ -216,7 +231,8 @@ class ImportService:
         mode = "synchronous" if entry is not None and entry["transform"] == "synchronous" else "asynchronous"
         with self.store.transaction() as conn:
             import_set, multi_id = self._new_import_set(conn, staging_table, mode, multi_id, user_name)
-            self._stage(conn, staging_table, str(import_set["sys_id"]), records, user_name)
+            by_column_name = _maps_column_names(entry)
+            self._stage(conn, staging_table, str(import_set["sys_id"]), records, user_name, by_column_name)
             conn.execute("UPDATE sys_import_set SET state = 'loaded' WHERE sys_id = ?", (import_set["sys_id"],))
             cursor = None
             if mode == "asynchronous":
@@ -250,9 +266,10 @@ class ImportService:
 
     def import_one(self, staging_table: str, record: dict, user_name: str, base_url: str) -> dict:
         """The synchronous single-record import: stage, transform and answer the per-record result."""
+        by_column_name = _maps_column_names(self.insert_multiple_entry(staging_table))
         with self.store.transaction() as conn:
             import_set, _ = self._new_import_set(conn, staging_table, "synchronous", None, user_name)
-            self._stage(conn, staging_table, str(import_set["sys_id"]), [record], user_name)
+            self._stage(conn, staging_table, str(import_set["sys_id"]), [record], user_name, by_column_name)
         results = self._transform(staging_table, str(import_set["sys_id"]), user_name)
         tmap = self.transform_map(staging_table)
         if not results or tmap is None:

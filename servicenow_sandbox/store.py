@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from servicenow_sandbox.schema import Table
+from servicenow_sandbox.schema import IMPORT_SET_ROW, Table
 
 INTERNAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS sandbox_password (user_name TEXT PRIMARY KEY, salt TEXT NOT NULL, hash TEXT NOT NULL);
@@ -32,11 +32,20 @@ CREATE TABLE IF NOT EXISTS sandbox_update_set (
 """
 
 INDEXED = ("u_source_id", "u_computer_source_id", "user_name", "sys_import_set", "set", "number")
+# Staging rows are looked up by their import set only (the transform, the connector reading outcomes); an index on
+# their source ids would cost every row of every insertMultiple an index insert and serve no query.
+STAGING_INDEXED = ("sys_import_set",)
 
 
 def new_sys_id() -> str:
     """32 hex digits, like ServiceNow's sys_ids."""
     return os.urandom(16).hex()
+
+
+def new_sys_ids(count: int) -> list[str]:
+    """count sys_ids like new_sys_id's, from one os.urandom call: a staging batch needs hundreds at once."""
+    digits = os.urandom(16 * count).hex()
+    return [digits[start : start + 32] for start in range(0, 32 * count, 32)]
 
 
 def now_text() -> str:
@@ -48,14 +57,38 @@ def quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-_BLANK_ROWS: dict[str, dict[str, object]] = {}
+# Keyed by the table's columns too: an update set may add columns to a table that already has rows.
+_BLANK_ROWS: dict[tuple[str, tuple[str, ...]], dict[str, object]] = {}
 
 
 def _blank_row(table: Table) -> dict[str, object]:
-    blank = _BLANK_ROWS.get(table.name)
+    key = (table.name, table.all_columns)
+    blank = _BLANK_ROWS.get(key)
     if blank is None:
-        blank = _BLANK_ROWS[table.name] = {c: (0 if table.is_integer(c) else "") for c in table.all_columns}
+        blank = _BLANK_ROWS[key] = {c: (0 if table.is_integer(c) else "") for c in table.all_columns}
     return blank
+
+
+def _stamped_row(table: Table, user_name: str, stamp: str | None) -> dict[str, object]:
+    """A new row of table with its system columns filled in, all but sys_id."""
+    stamp = stamp or now_text()
+    row = _blank_row(table).copy()
+    row.update(
+        sys_class_name=table.name,
+        sys_created_on=stamp,
+        sys_created_by=user_name,
+        sys_updated_on=stamp,
+        sys_updated_by=user_name,
+    )
+    return row
+
+
+def _insert_sql(table: Table, verb: str = "INSERT", rows: int = 1) -> str:
+    columns = table.all_columns
+    row = "(" + ", ".join("?" for _ in columns) + ")"
+    return (
+        f"{verb} INTO {quoted(table.name)} ({', '.join(quoted(c) for c in columns)}) VALUES {', '.join([row] * rows)}"
+    )
 
 
 class Store:
@@ -94,7 +127,7 @@ class Store:
                         self._conn.execute(
                             f"ALTER TABLE {quoted(table.name)} ADD COLUMN {self._column_sql(table, column)}"
                         )
-            for column in INDEXED:
+            for column in STAGING_INDEXED if table.extends == IMPORT_SET_ROW else INDEXED:
                 if table.has(column):
                     index = quoted(f"{table.name}__{column}")
                     self._conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {quoted(table.name)} ({quoted(column)})")
@@ -130,27 +163,31 @@ class Store:
         table: Table, values: dict[str, object], user_name: str, stamp: str | None = None
     ) -> dict[str, object]:
         """A full row for table: system columns filled in, unknown keys dropped, missing ones empty."""
-        stamp = stamp or now_text()
-        row = _blank_row(table).copy()
-        row.update(
-            sys_id=new_sys_id(),
-            sys_class_name=table.name,
-            sys_created_on=stamp,
-            sys_created_by=user_name,
-            sys_updated_on=stamp,
-            sys_updated_by=user_name,
-        )
+        row = _stamped_row(table, user_name, stamp)
+        row["sys_id"] = new_sys_id()
         row.update({k: v for k, v in values.items() if table.has(k)})
         return row
 
     @staticmethod
+    def row_template(table: Table, user_name: str, stamp: str | None = None) -> list[object]:
+        """complete_row's row without values or sys_id, as a list in table.all_columns order: for callers that fill
+        many rows by column position (a staging batch), which costs far less than a dict and complete_row a row."""
+        return list(_stamped_row(table, user_name, stamp).values())
+
+    @staticmethod
     def insert_rows(conn: sqlite3.Connection, table: Table, rows: Iterable[dict[str, object]]) -> None:
         columns = table.all_columns
-        sql = (
-            f"INSERT INTO {quoted(table.name)} ({', '.join(quoted(c) for c in columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
-        conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+        Store.insert_values(conn, table, [tuple(row[c] for c in columns) for row in rows])
+
+    @staticmethod
+    def insert_values(conn: sqlite3.Connection, table: Table, rows: Sequence[Sequence[object]]) -> None:
+        """Insert rows given as their values in table.all_columns order (see row_template), as many a statement as
+        SQLite's parameter limit allows: executemany steps once a row, and lets another request thread take the GIL
+        at every step, which cost a staging batch more CPU and kept concurrent requests waiting longer."""
+        per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(table.all_columns))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            conn.execute(_insert_sql(table, rows=len(chunk)), [value for row in chunk for value in row])
 
     @staticmethod
     def upsert_rows(
@@ -163,11 +200,7 @@ class Store:
         """Insert rows that carry their own sys_id, replacing a stored row with that sys_id (or, only_new, keeping
         it): how a configuration record is committed again."""
         columns = table.all_columns
-        verb = "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE"
-        sql = (
-            f"{verb} INTO {quoted(table.name)} ({', '.join(quoted(c) for c in columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
+        sql = _insert_sql(table, "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE")
         full = [{**Store.complete_row(table, row, user_name), "sys_id": row["sys_id"]} for row in rows]
         conn.executemany(sql, [tuple(row[c] for c in columns) for row in full])
 

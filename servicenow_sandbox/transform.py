@@ -68,6 +68,8 @@ class Plan:
 
 def as_text(value: object) -> str:
     """ServiceNow staging columns hold strings: numbers become text, objects JSON, null empty."""
+    if value.__class__ is str:  # most values, first: this runs for every field of every staged record
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -255,6 +255,28 @@ def test_staging_rows_record_each_records_import_state(wire, make):
     assert rows[1]["sys_import_state_comment"] == "Coalesce field u_source_id is empty"
 
 
+def test_staged_rows_hold_each_records_fields_as_text_numbered_in_order(sandbox, wire, make):
+    sandbox.hold_transforms()
+    records = [
+        {**make.install("a", "pc-1"), "u_version": 7, "u_edition": None, "u_publisher": True, "u_unknown_field": "x"},
+        {"u_source_id": "b", "u_install_location": {"path": ["C:", "Apps"]}, "u_operational_status": False},
+        {},
+    ]
+    import_set_id = wire.insert_multiple(make.INSTALLS, records).json()["import_set_id"]
+
+    rows = staged(wire, make.INSTALLS, import_set_id)
+    assert [r["sys_import_row"] for r in rows] == ["1", "2", "3"]
+    assert {r["sys_import_state"] for r in rows} == {"pending"}
+    assert {r["sys_created_by"] for r in rows} == {"admin"}
+    assert all(SYS_ID.match(r["sys_id"]) for r in rows) and len({r["sys_id"] for r in rows}) == 3
+    assert (rows[0]["u_source_id"], rows[0]["u_computer_source_id"]) == ("a", "pc-1")
+    assert (rows[0]["u_version"], rows[0]["u_edition"], rows[0]["u_publisher"]) == ("7", "", "true")
+    assert "u_unknown_field" not in rows[0]
+    assert rows[1]["u_install_location"] == '{"path": ["C:", "Apps"]}'
+    assert rows[1]["u_operational_status"] == "false"
+    assert rows[2]["u_source_id"] == "" and rows[2]["u_display_name"] == ""
+
+
 def test_single_record_import_transforms_at_once_and_answers_the_result(sandbox, wire, make):
     response = wire.call("POST", f"/api/now/import/{make.CONTRACTS}", json=make.contract("9", u_description="Solo"))
 
