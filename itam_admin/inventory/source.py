@@ -99,10 +99,10 @@ class SqlInventorySource:
         computer changed: they carry its name and serial number). Differential exports use it to skip unchanged rows
         in SQL."""
         build = record_builder(data_type, tenant_id)
-        key: ColumnElement[str] = TABLES_BY_DATA_TYPE[data_type].c.source_id
+        table = TABLES_BY_DATA_TYPE[data_type]
+        key: ColumnElement[str] = table.c.source_id
         if self._dialect_name() == "postgresql":
             key = key.collate("C")
-        table = TABLES_BY_DATA_TYPE[data_type]
         # The ids of the changed rows first, each found on a (tenant_id, updated_at) index, rather than a condition
         # on every row of the tenant: the read costs in proportion to what changed (issue #15).
         changed: Select[Any] | CompoundSelect = select(table.c.id).where(
