@@ -40,6 +40,7 @@ from itam_admin.tenant_client import client_for
 
 log = logging.getLogger("itam_admin.exports")
 PROGRESS_EVERY_SECONDS = 1.0
+LEDGER_ROWS_PER_WRITE = 5000  # at most this many accepted records wait for their ledger write (and in memory)
 SENDER_SWITCH_INTERVAL = 0.0005  # seconds; see responsive_senders()
 COUNTS = (
     "total",
@@ -167,6 +168,8 @@ class Exporter:
             dt.data_type: list(dt.import_set_ids or []) for dt in run.data_types
         }
         self.ledgers = {data_type: Ledger(run.tenant_id, run.instance_url, data_type) for data_type in self.counts}
+        # Ledger rows of accepted records not written yet (source id, content hash, import set id): see remember().
+        self.unwritten: dict[str, list[tuple[str, str, str]]] = {data_type: [] for data_type in self.counts}
         # Read back: ServiceNow's counts of this run's import sets, when each data type's plan began, the last error
         # of a read, and data types where a rejection found after planning means the run is not complete.
         self.results: dict[str, dict[str, ImportSetRunCounts]] = {data_type: {} for data_type in self.counts}
@@ -306,12 +309,21 @@ class Exporter:
             )
 
     def remember(self, outcome: BatchOutcome) -> None:
-        """Record what ServiceNow accepted as awaiting its transform, per import set (one statement per import set,
-        never per record): the planner does not send it again meanwhile, and read_back confirms or rejects it."""
-        ledger = self.ledgers[outcome.batch.data_type]
+        """Record what ServiceNow accepted as awaiting its transform: the planner does not send it again meanwhile,
+        and read_back confirms or rejects it. The ledger's rows are written in one statement for many import sets,
+        at the latest in the transaction that records the import sets as pending (write_ledger)."""
+        data_type = outcome.batch.data_type
+        ledger, unwritten = self.ledgers[data_type], self.unwritten[data_type]
         for import_set_id, items in outcome.pieces():
-            ledger.sent(import_set_id, [(item.source_id, item.content_hash) for item in items])
+            unwritten.extend([(item.source_id, item.content_hash, import_set_id) for item in items])
             ledger.add_pending(import_set_id, self.run.id, outcome.batch.number, len(items))
+        if len(unwritten) >= LEDGER_ROWS_PER_WRITE:
+            self.write_ledger()
+
+    def write_ledger(self) -> None:
+        for data_type, unwritten in self.unwritten.items():
+            self.ledgers[data_type].sent_rows(unwritten)
+            unwritten.clear()
 
     def save_progress(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -323,6 +335,7 @@ class Exporter:
             for name, value in tally.items():
                 setattr(row, name, value)
         runs.heartbeat(self.run)
+        self.write_ledger()  # never a pending import set committed without its records
         db.session.commit()
 
     # ---- what ServiceNow's transform did ------------------------------------------------------------------------

@@ -43,15 +43,15 @@ UPSERT_SENT = (
     "import_set_id = excluded.import_set_id"
 )
 
-# PostgreSQL's path for the same upsert (Ledger._sent_by_copy): a temporary table per connection, emptied at commit.
+# PostgreSQL's path for the same upsert (Ledger.sent_rows): COPY into a temporary table, then one upsert from it.
 INCOMING = "itam_sent_incoming"
 CREATE_INCOMING = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} (source_id text NOT NULL, content_hash text NOT NULL) "
-    "ON COMMIT DELETE ROWS"
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} "
+    "(source_id text NOT NULL, content_hash text NOT NULL, import_set_id text NOT NULL) ON COMMIT DELETE ROWS"
 )
 UPSERT_FROM_INCOMING = (
     "INSERT INTO itam_sent_record (ledger_id, source_id, content_hash, import_set_id) "
-    f"SELECT %s, source_id, content_hash, %s FROM {INCOMING} "
+    f"SELECT %s, source_id, content_hash, import_set_id FROM {INCOMING} "
     "ON CONFLICT (ledger_id, source_id) DO UPDATE SET content_hash = excluded.content_hash, "
     "import_set_id = excluded.import_set_id"
 )
@@ -168,33 +168,42 @@ class Ledger:
 
     def sent(self, import_set_id: str, rows: list[tuple[str, str]]) -> None:
         """Record that these records (source id, content hash; RETIRING for a retirement) went in an import set that
-        ServiceNow accepted and has not confirmed yet. A plain DBAPI executemany: it runs for every record exported,
-        and SQLAlchemy's per-row parameter handling cost more than the database's work (same SQL on SQLite and
-        PostgreSQL)."""
+        ServiceNow accepted and has not confirmed yet."""
+        self.sent_rows([(source_id, digest, import_set_id) for source_id, digest in rows])
+
+    def sent_rows(self, rows: list[tuple[str, str, str]]) -> None:
+        """`sent` for rows of several import sets at once: (source id, content hash, import set id); a source id
+        given twice keeps its last row. In plain DBAPI: it runs for every record exported, and SQLAlchemy's per-row
+        parameter handling cost more than the database's work. The exporter writes the rows of many import sets in
+        one call (issue #15: on PostgreSQL, 5,000 rows a call rather than 200 took half the client's CPU of the write
+        and a fifth of the server's).
+        """
         if not rows:
             return
         connection = db.session.connection()
         ledger_id = self._id_for_writing(connection)
         if connection.dialect.name == "postgresql":
-            self._sent_by_copy(connection, ledger_id, import_set_id, rows)
+            self._sent_by_copy(connection, ledger_id, rows)
             return
         placeholder = "?" if connection.dialect.paramstyle == "qmark" else "%s"
         connection.exec_driver_sql(
-            UPSERT_SENT.format(p=placeholder), [(ledger_id, sid, digest, import_set_id) for sid, digest in rows]
+            UPSERT_SENT.format(p=placeholder), [(ledger_id, sid, digest, set_id) for sid, digest, set_id in rows]
         )
 
-    def _sent_by_copy(self, connection, ledger_id: int, import_set_id: str, rows: list[tuple[str, str]]) -> None:
-        """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT from it. The client's
-        work per record is a COPY row instead of a bound statement (issue #15: the ledger write was the exporter's
-        largest cost on PostgreSQL); the same upsert as on SQLite."""
+    def _sent_by_copy(self, connection, ledger_id: int, rows: list[tuple[str, str, str]]) -> None:
+        """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT from it (the client's
+        work per record is a COPY row instead of a bound statement). A source id given twice keeps its last row: one
+        upsert may not touch a row twice."""
+        if len({source_id for source_id, _, _ in rows}) < len(rows):
+            rows = [(source_id, *rest) for source_id, rest in {row[0]: row[1:] for row in rows}.items()]
         cursor = connection.connection.driver_connection.cursor()
         try:
             # Every time, not once per connection: a rolled-back transaction takes the table's creation with it.
             cursor.execute(CREATE_INCOMING)
-            with cursor.copy(f"COPY {INCOMING} (source_id, content_hash) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {INCOMING} (source_id, content_hash, import_set_id) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.execute(UPSERT_FROM_INCOMING, (ledger_id, import_set_id))
+            cursor.execute(UPSERT_FROM_INCOMING, (ledger_id,))
             cursor.execute(f"DELETE FROM {INCOMING}")
         finally:
             cursor.close()

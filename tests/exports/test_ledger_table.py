@@ -179,6 +179,27 @@ def test_two_ledger_objects_writing_a_new_ledger_make_one_ledger_row(make_app):
         assert Ledger("acme", URL, "hardware_inventory").hashes_between(None, None) == {"acme:1": "5" * 32}
 
 
+def test_one_write_of_several_import_sets_records_each_records_import_set_and_its_last_hash(make_app):
+    """The exporter writes the rows of many import sets in one statement (issue #15). Each record awaits the import
+    set it went in, and a record given twice keeps its last row (on PostgreSQL one upsert may not touch a row
+    twice, so this would fail there if the rows were not made unique first)."""
+    application = make_app()
+    with application.app_context():
+        ledger = Ledger("acme", URL, "contracts")
+        ledger.sent("a" * 32, [("acme:1", "0" * 32)])  # held from an earlier write
+        ledger.confirm(["a" * 32])
+        ledger.sent_rows(
+            [("acme:1", "1" * 32, "b" * 32), ("acme:2", "2" * 32, "b" * 32), ("acme:3", RETIRING, "c" * 32)]
+            + [("acme:2", "9" * 32, "c" * 32)]
+        )
+        db.session.commit()
+        assert ledger.hashes_between(None, None) == {"acme:1": "1" * 32, "acme:2": "9" * 32, "acme:3": RETIRING}
+        assert ledger.awaiting("b" * 32) == ["acme:1"]
+        assert sorted(ledger.awaiting("c" * 32)) == ["acme:2", "acme:3"]
+        assert ledger.retiring("c" * 32, ["acme:2", "acme:3"]) == {"acme:3"}
+        assert count("itam_sent_record") == 3
+
+
 def test_a_write_rolled_back_with_its_new_ledger_row_does_not_leave_the_next_one_without_it(make_app):
     application = make_app()
     with application.app_context():

@@ -1,6 +1,6 @@
-"""Exports on PostgreSQL, where production runs (issue #15): the ledger's PostgreSQL path (COPY into a temporary
-table, then one upsert) records exactly what was sent, a differential export then sends only what changed, and a
-record sent again replaces its ledger row instead of adding one."""
+"""Exports on PostgreSQL, where production runs (issue #15): the ledger's PostgreSQL path (the rows of many import sets
+copied into a temporary table, then one upsert) records exactly what was sent, a differential export then sends only
+what changed, and a record sent again replaces its ledger row instead of adding one."""
 
 from __future__ import annotations
 

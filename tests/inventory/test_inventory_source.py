@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from demo_portal.demo_data import generate_inventory
 from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.db import db
+from itam_admin.inventory import source as source_module
 from itam_admin.inventory.models import TABLES_BY_DATA_TYPE, Computer, Contract, InstalledApplication
 from itam_admin.inventory.source import InventorySource, SqlInventorySource, _base_query, _columns
 from itam_admin.records import FIELDS, record_builder
@@ -280,3 +281,37 @@ def test_records_read_from_the_drivers_rows_are_those_sqlalchemys_rows_make(engi
     assert records == expected
     assert len(records) == {"hardware_inventory": 40, "installed_applications": 300, "contracts": 120}[data_type]
     assert any(value == "" for record in records for value in record.values())  # blanks came through too
+
+
+@pytest.mark.parametrize("cap", [1000, 3])
+def test_records_changed_since_are_the_changed_rows_and_their_computers_installs_in_order(engine, cap, monkeypatch):
+    """A differential export reads only rows changed since its watermark, and for installs also those whose computer
+    changed (they carry its name), in code-point order, whether the changed rows' ids fit in memory (read once,
+    then rows by id, a few ids a statement) or are more than CHANGED_IDS_IN_MEMORY (streamed in keyset chunks)."""
+    monkeypatch.setattr(source_module, "CHANGED_IDS_IN_MEMORY", cap)
+    monkeypatch.setattr(source_module, "IDS_PER_STATEMENT", 2)
+    computers = [add_computer("acme", f"HW-{n}") for n in range(3)]
+    for n, source_id in enumerate(AWKWARD_SOURCE_IDS):
+        add_install(computers[n % 3], source_id)
+    add_install(add_computer("globex", "HW-0"), "b")  # another tenant's change is never read
+    db.session.commit()
+    week_ago, since = datetime(2026, 11, 24), datetime(2026, 11, 30)
+    for table in (TABLES_BY_DATA_TYPE["installed_applications"], TABLES_BY_DATA_TYPE["hardware_inventory"]):
+        db.session.execute(table.update().values(updated_at=week_ago))
+    installs = TABLES_BY_DATA_TYPE["installed_applications"]
+    changed_installs = {"B", "10", "é", "~"}
+    db.session.execute(installs.update().where(installs.c.source_id.in_(changed_installs)).values(updated_at=since))
+    computer_table = TABLES_BY_DATA_TYPE["hardware_inventory"]
+    db.session.execute(computer_table.update().where(computer_table.c.id == computers[1].id).values(updated_at=since))
+    db.session.commit()
+    source = SqlInventorySource(chunk_size=2)
+
+    records = list(source.iter_records_changed_since("acme", "installed_applications", since))
+
+    of_changed_computer = {s for n, s in enumerate(AWKWARD_SOURCE_IDS) if n % 3 == 1}
+    expected = sorted(changed_installs | of_changed_computer)  # Python sorts str by code point
+    assert [r["u_source_id"] for r in records] == [f"acme:{s}" for s in expected]
+    every = {r["u_source_id"]: r for r in source.iter_records("acme", "installed_applications")}
+    assert records == [every[r["u_source_id"]] for r in records]  # each exactly as a full read maps it
+    changed_computers = list(source.iter_records_changed_since("acme", "hardware_inventory", since))
+    assert [r["u_source_id"] for r in changed_computers] == ["acme:HW-1"]
