@@ -322,7 +322,7 @@ class Exporter:
 
     def write_ledger(self) -> None:
         for data_type, unwritten in self.unwritten.items():
-            self.ledgers[data_type].sent_rows(unwritten)
+            self.ledgers[data_type].sent(unwritten)
             unwritten.clear()
 
     def save_progress(self, force: bool = False) -> None:

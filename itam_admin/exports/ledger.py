@@ -43,7 +43,7 @@ UPSERT_SENT = (
     "import_set_id = excluded.import_set_id"
 )
 
-# PostgreSQL's path for the same upsert (Ledger.sent_rows): COPY into a temporary table, then one upsert from it.
+# PostgreSQL's path for the same upsert (Ledger.sent): COPY into a temporary table, then one upsert from it.
 INCOMING = "itam_sent_incoming"
 CREATE_INCOMING = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} "
@@ -166,18 +166,13 @@ class Ledger:
 
     # ---- writes (exporter) -------------------------------------------------------------------------------------
 
-    def sent(self, import_set_id: str, rows: list[tuple[str, str]]) -> None:
-        """Record that these records (source id, content hash; RETIRING for a retirement) went in an import set that
-        ServiceNow accepted and has not confirmed yet."""
-        self.sent_rows([(source_id, digest, import_set_id) for source_id, digest in rows])
-
-    def sent_rows(self, rows: list[tuple[str, str, str]]) -> None:
-        """`sent` for rows of several import sets at once: (source id, content hash, import set id); a source id
-        given twice keeps its last row. In plain DBAPI: it runs for every record exported, and SQLAlchemy's per-row
-        parameter handling cost more than the database's work. The exporter writes the rows of many import sets in
-        one call (issue #15: on PostgreSQL, 5,000 rows a call rather than 200 halved the client's CPU for the write and
-        cut the server's by about a fifth).
-        """
+    def sent(self, rows: list[tuple[str, str, str]]) -> None:
+        """Record that these records (source id, content hash, import set id; the hash RETIRING for a retirement)
+        went in import sets that ServiceNow accepted and has not confirmed yet; a source id given twice keeps its
+        last row. In plain DBAPI: it runs for every record exported, and SQLAlchemy's per-row parameter handling
+        cost more than the database's work. The exporter writes the rows of many import sets in one call (issue
+        #15: on PostgreSQL, 5,000 rows a call rather than 200 halved the client's CPU for the write and cut the
+        server's by about a fifth)."""
         if not rows:
             return
         connection = db.session.connection()

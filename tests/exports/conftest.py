@@ -78,6 +78,11 @@ def run_export(app):
     return run
 
 
+def in_set(import_set_id: str, pairs) -> list[tuple[str, str, str]]:
+    """Ledger rows (source id, content hash) that went in one import set, as Ledger.sent takes them."""
+    return [(source_id, digest, import_set_id) for source_id, digest in pairs]
+
+
 def counts(run) -> dict[str, tuple[int, int]]:
     return {dt.data_type: (dt.sent, dt.failed) for dt in run.data_types}
 

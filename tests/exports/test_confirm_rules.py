@@ -20,6 +20,7 @@ from itam_admin.exports import confirm, planner
 from itam_admin.exports.ledger import REJECTED, RETIRING, Ledger
 from itam_admin.exports.models import PendingImportSet, SentRecord
 from itam_admin.servicenow.client import ImportSetRunCounts, StagingRow
+from tests.exports.conftest import in_set
 
 URL = "https://acme.service-now.com"
 SET = "a" * 32
@@ -54,7 +55,7 @@ def ledger(app):
 
 
 def send(ledger: Ledger, hashes: dict[str, str], set_id: str = SET, sent_at=None) -> None:
-    ledger.sent(set_id, list(hashes.items()))
+    ledger.sent(in_set(set_id, list(hashes.items())))
     ledger.add_pending(set_id, run_id=1, batch_number=1, record_count=len(hashes))
     db.session.flush()
     if sent_at is not None:
@@ -179,8 +180,9 @@ class ListSource:
 def test_the_plan_sends_rejected_records_again_but_not_records_or_retirements_in_flight(ledger):
     records = [{"u_source_id": f"acme:{n}", "u_name": f"pc-{n}"} for n in (1, 2)]
     digest = {r["u_source_id"]: planner.content_hash(r) for r in records}
-    ledger.sent(SET, [("acme:1", digest["acme:1"]), ("acme:9", RETIRING)])  # in flight: a record and a retirement
-    ledger.sent("b" * 32, [("acme:2", digest["acme:2"]), ("acme:8", "h8")])
+    # In flight: a record and a retirement.
+    ledger.sent(in_set(SET, [("acme:1", digest["acme:1"]), ("acme:9", RETIRING)]))
+    ledger.sent(in_set("b" * 32, [("acme:2", digest["acme:2"]), ("acme:8", "h8")]))
     db.session.flush()
     ledger.reject("b" * 32, ["acme:2", "acme:8"])  # rejected: acme:2 changed or not, acme:8 gone from ITAM
 

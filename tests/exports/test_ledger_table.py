@@ -16,6 +16,7 @@ from itam_admin.db import db
 from itam_admin.exports.ledger import REJECTED, RETIRING, Ledger, instance_key
 from itam_admin.plugin import package_folder
 from tests.conftest import new_postgres_database
+from tests.exports.conftest import in_set
 
 WIDE = "b2c0ffee0014"  # the last revision with the wide ledger table
 URL = "https://acme.service-now.com"
@@ -133,7 +134,7 @@ def test_the_upgrade_keeps_every_wide_row_readable_through_ledger_and_the_downgr
         acme = Ledger("acme", URL, "contracts")
         (pending,) = {row[5] for row in rows if row[:3] == ("acme", instance_key(URL), "contracts") and row[5]}
         acme.confirm([pending])
-        acme.sent("f" * 32, [("acme:7", "7" * 32), ("acme:1", "1" * 32)])
+        acme.sent(in_set("f" * 32, [("acme:7", "7" * 32), ("acme:1", "1" * 32)]))
         db.session.commit()
         assert acme.awaiting(pending) == [] and sorted(acme.awaiting("f" * 32)) == ["acme:1", "acme:7"]
         assert acme.hashes_of(["acme:1", "acme:5", "acme:7"]) == {"acme:1": "1" * 32, "acme:7": "7" * 32}
@@ -153,7 +154,7 @@ def test_reads_of_a_new_ledger_find_nothing_and_create_nothing(make_app):
         ledger.confirm(["a" * 32])
         ledger.reject("a" * 32, [])
         assert ledger.reject_all(["a" * 32]) == 0
-        ledger.sent("a" * 32, [])  # nothing sent: nothing to write
+        ledger.sent(in_set("a" * 32, []))  # nothing sent: nothing to write
         db.session.commit()
         assert count("itam_ledger") == 0
 
@@ -162,12 +163,12 @@ def test_two_ledger_objects_writing_a_new_ledger_make_one_ledger_row(make_app):
     application = make_app()
     with application.app_context():
         first, second = Ledger("acme", URL, "contracts"), Ledger("acme", URL, "contracts")
-        first.sent("a" * 32, [("acme:1", "1" * 32)])
-        second.sent("b" * 32, [("acme:2", "2" * 32)])
-        first.sent("c" * 32, [("acme:3", "3" * 32)])
+        first.sent(in_set("a" * 32, [("acme:1", "1" * 32)]))
+        second.sent(in_set("b" * 32, [("acme:2", "2" * 32)]))
+        first.sent(in_set("c" * 32, [("acme:3", "3" * 32)]))
         db.session.commit()
-        second.sent("d" * 32, [("acme:2", "4" * 32)])  # a new transaction: the ledger is found again
-        Ledger("acme", URL, "hardware_inventory").sent("e" * 32, [("acme:1", "5" * 32)])
+        second.sent(in_set("d" * 32, [("acme:2", "4" * 32)]))  # a new transaction: the ledger is found again
+        Ledger("acme", URL, "hardware_inventory").sent(in_set("e" * 32, [("acme:1", "5" * 32)]))
         db.session.commit()
 
         assert count("itam_ledger") == 2
@@ -186,9 +187,9 @@ def test_one_write_of_several_import_sets_records_each_records_import_set_and_it
     application = make_app()
     with application.app_context():
         ledger = Ledger("acme", URL, "contracts")
-        ledger.sent("a" * 32, [("acme:1", "0" * 32)])  # held from an earlier write
+        ledger.sent(in_set("a" * 32, [("acme:1", "0" * 32)]))  # held from an earlier write
         ledger.confirm(["a" * 32])
-        ledger.sent_rows(
+        ledger.sent(
             [("acme:1", "1" * 32, "b" * 32), ("acme:2", "2" * 32, "b" * 32), ("acme:3", RETIRING, "c" * 32)]
             + [("acme:2", "9" * 32, "c" * 32)]
         )
@@ -204,10 +205,10 @@ def test_a_write_rolled_back_with_its_new_ledger_row_does_not_leave_the_next_one
     application = make_app()
     with application.app_context():
         ledger = Ledger("acme", URL, "contracts")
-        ledger.sent("a" * 32, [("acme:1", "1" * 32)])
+        ledger.sent(in_set("a" * 32, [("acme:1", "1" * 32)]))
         db.session.rollback()  # takes the new ledger row with it
         assert count("itam_ledger") == 0
-        ledger.sent("b" * 32, [("acme:2", "2" * 32)])
+        ledger.sent(in_set("b" * 32, [("acme:2", "2" * 32)]))
         db.session.commit()
         assert count("itam_ledger") == 1
         assert Ledger("acme", URL, "contracts").hashes_between(None, None) == {"acme:2": "2" * 32}
@@ -230,7 +231,7 @@ def test_two_processes_writing_a_new_ledger_at_once_make_one_ledger_row(make_app
             with application.app_context():
                 if not first:
                     assert first_wrote.wait(10)
-                Ledger("globex", URL, "contracts").sent(source_id.ljust(32, "0"), [(source_id, "1" * 32)])
+                Ledger("globex", URL, "contracts").sent(in_set(source_id.ljust(32, "0"), [(source_id, "1" * 32)]))
                 if first:
                     first_wrote.set()
                     time.sleep(0.5)  # the other writer looks for the ledger, and waits for this commit
