@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, event
@@ -23,6 +25,15 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+IDS_PER_STATEMENT = 500  # bound parameters per IN (...), well under every SQLite build's and PostgreSQL's limits
+Item = TypeVar("Item")
+
+
+def in_chunks(items: Sequence[Item]) -> Iterator[Sequence[Item]]:
+    """The items in slices of at most IDS_PER_STATEMENT, one IN (...) list a statement."""
+    for start in range(0, len(items), IDS_PER_STATEMENT):
+        yield items[start : start + IDS_PER_STATEMENT]
 
 
 def utcnow() -> datetime:

@@ -19,11 +19,10 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, update
 
-from itam_admin.db import db, utcnow
+from itam_admin.db import db, in_chunks, utcnow
 from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
 CHUNK = 2000
-IDS_PER_STATEMENT = 500  # bound parameters per IN (...), well under SQLite's and PostgreSQL's limits
 # Hashes with a meaning (a real one is 32 hex digits): a retirement sent and awaiting confirmation (the row goes when
 # it is confirmed), and a record ServiceNow's transform did not write (it differs from every real hash, so the
 # planner sends the record again, or its retirement when it is gone from ITAM).
@@ -149,7 +148,7 @@ class Ledger:
     def retiring(self, import_set_id: str, source_ids: list[str]) -> set[str]:
         """Which of these source ids went in this import set as retirements."""
         found: set[str] = set()
-        for chunk in _chunks(source_ids):
+        for chunk in in_chunks(source_ids):
             query = select(SentRecord.source_id).where(
                 *self._of(),
                 SentRecord.import_set_id == import_set_id,
@@ -206,7 +205,7 @@ class Ledger:
     def confirm(self, import_set_ids: list[str]) -> None:
         """ServiceNow's transform finished these import sets and wrote every record still marked with them (the
         rejected ones were marked REJECTED first): retirements are forgotten, the rest is held."""
-        for chunk in _chunks(import_set_ids):
+        for chunk in in_chunks(import_set_ids):
             in_sets = SentRecord.import_set_id.in_(chunk)
             db.session.execute(delete(SentRecord).where(*self._of(), in_sets, SentRecord.content_hash == RETIRING))
             db.session.execute(update(SentRecord).where(*self._of(), in_sets).values(import_set_id=None))
@@ -215,7 +214,7 @@ class Ledger:
         """ServiceNow's transform did not write these records of an import set: the next export sends them again.
         A row sent again since (in a later import set) is left alone. The watermark goes, because a rejected record
         that has not changed would otherwise not be read by the next differential export."""
-        for chunk in _chunks(source_ids):
+        for chunk in in_chunks(source_ids):
             db.session.execute(
                 update(SentRecord)
                 .where(*self._of(), SentRecord.import_set_id == import_set_id, SentRecord.source_id.in_(chunk))
@@ -227,7 +226,7 @@ class Ledger:
     def reject_all(self, import_set_ids: list[str]) -> int:
         """Every record still awaiting one of these import sets is sent again (their results can never be read)."""
         rejected = 0
-        for chunk in _chunks(import_set_ids):
+        for chunk in in_chunks(import_set_ids):
             result = db.session.execute(
                 update(SentRecord)
                 .where(*self._of(), SentRecord.import_set_id.in_(chunk))
@@ -267,7 +266,7 @@ class Ledger:
 
     def settled(self, import_set_ids: list[str]) -> None:
         """These import sets' results are read and applied (or given up): they are no longer awaited."""
-        for chunk in _chunks(import_set_ids):
+        for chunk in in_chunks(import_set_ids):
             db.session.execute(
                 delete(PendingImportSet).where(*self._of(PendingImportSet), PendingImportSet.import_set_id.in_(chunk))
             )
@@ -292,11 +291,6 @@ class Ledger:
     def clear_watermark(self) -> None:
         """Nothing is known to be complete any more: the next differential export reads every record once."""
         db.session.execute(delete(ExportWatermark).where(*self._of(ExportWatermark)))
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), IDS_PER_STATEMENT):
-        yield items[start : start + IDS_PER_STATEMENT]
 
 
 def _source_id_column():

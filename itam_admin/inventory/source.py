@@ -11,14 +11,12 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import ColumnElement, CompoundSelect, Connection, Engine, Select, and_, exists, func, select, union
 from sqlalchemy.orm import Session, scoped_session
 
-from itam_admin.db import db
+from itam_admin.db import db, in_chunks
 from itam_admin.inventory.models import TABLES_BY_DATA_TYPE
 from itam_admin.records import ROW_COLUMNS, check_data_type, record_builder, source_id_prefix
 
-# A differential read holds at most this many changed rows' ids (integers: well under a megabyte), and asks for rows
-# by at most IDS_PER_STATEMENT ids at a time (bound parameters, under every SQLite build's limit).
+# A differential read holds at most this many changed rows' ids (integers: well under a megabyte).
 CHANGED_IDS_IN_MEMORY = 20_000
-IDS_PER_STATEMENT = 500
 
 
 @runtime_checkable
@@ -124,7 +122,12 @@ class SqlInventorySource:
         return self._stream_changed(rows, rows.where(table.c.id.in_(changed)).order_by(key), table.c.id, key, build)
 
     def _stream_changed(
-        self, rows: Select[Any], changed_rows: Select[Any], id_column, key, build: Callable[[Any], dict[str, str]]
+        self,
+        rows: Select[Any],
+        changed_rows: Select[Any],
+        id_column: ColumnElement[int],
+        key: ColumnElement[str],
+        build: Callable[[Any], dict[str, str]],
     ) -> Iterator[dict[str, str]]:
         """The changed rows' ids in source-id order in one statement, then their rows by id: the search for changed
         rows runs once, not once a chunk (issue #15). When more rows changed than CHANGED_IDS_IN_MEMORY, they stream
@@ -134,9 +137,8 @@ class SqlInventorySource:
         if len(ids) > CHANGED_IDS_IN_MEMORY:
             yield from self._stream(changed_rows.limit(self.chunk_size), key, build)
             return
-        for start in range(0, len(ids), IDS_PER_STATEMENT):
-            chunk = rows.where(id_column.in_(ids[start : start + IDS_PER_STATEMENT])).order_by(key)
-            yield from map(build, self._fetch_values(chunk))
+        for chunk in in_chunks(ids):
+            yield from map(build, self._fetch_values(rows.where(id_column.in_(chunk)).order_by(key)))
 
     def still_exists(self, tenant_id: str, data_type: str, source_id: ColumnElement[str]) -> ColumnElement[bool] | None:
         """An EXISTS clause, true where `source_id` (a source id as sent, scoped to the tenant) names a record the

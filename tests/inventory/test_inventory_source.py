@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.orm import sessionmaker
 
+import itam_admin.db as db_module
 from demo_portal.demo_data import generate_inventory
 from itam_admin.datatypes import DATA_TYPE_NAMES
 from itam_admin.db import db
@@ -284,12 +285,14 @@ def test_records_read_from_the_drivers_rows_are_those_sqlalchemys_rows_make(engi
 
 
 @pytest.mark.parametrize("cap", [1000, 3])
-def test_records_changed_since_are_the_changed_rows_and_their_computers_installs_in_order(engine, cap, monkeypatch):
+def test_records_changed_since_are_the_changed_rows_and_their_computers_installs_in_order(
+    engine, cap, monkeypatch, queries
+):
     """A differential export reads only rows changed since its watermark, and for installs also those whose computer
     changed (they carry its name), in code-point order, whether the changed rows' ids fit in memory (read once,
     then rows by id, a few ids a statement) or are more than CHANGED_IDS_IN_MEMORY (streamed in keyset chunks)."""
     monkeypatch.setattr(source_module, "CHANGED_IDS_IN_MEMORY", cap)
-    monkeypatch.setattr(source_module, "IDS_PER_STATEMENT", 2)
+    monkeypatch.setattr(db_module, "IDS_PER_STATEMENT", 2)
     computers = [add_computer("acme", f"HW-{n}") for n in range(3)]
     for n, source_id in enumerate(AWKWARD_SOURCE_IDS):
         add_install(computers[n % 3], source_id)
@@ -306,7 +309,13 @@ def test_records_changed_since_are_the_changed_rows_and_their_computers_installs
     db.session.commit()
     source = SqlInventorySource(chunk_size=2)
 
+    queries.clear()
     records = list(source.iter_records_changed_since("acme", "installed_applications", since))
+    searches = [statement for statement, _ in queries if "updated_at >=" in statement]
+    if cap > len(records):
+        assert len(searches) == 1  # the changed rows are searched for once, then read by id
+    else:
+        assert len(searches) > 1  # past the cap: a search in every keyset chunk, as before
 
     of_changed_computer = {s for n, s in enumerate(AWKWARD_SOURCE_IDS) if n % 3 == 1}
     expected = sorted(changed_installs | of_changed_computer)  # Python sorts str by code point
