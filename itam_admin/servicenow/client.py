@@ -40,7 +40,12 @@ log = logging.getLogger("itam_admin.servicenow")
 MAX_BACKOFF_SECONDS = 60.0
 RATE_LIMIT_BACKOFF_BASE = 2.0
 IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "errors", "state")
-IDS_PER_QUERY = 50
+IDS_PER_QUERY = 50  # import set ids in one staging-row query (besides its state and sys_id conditions)
+# Import set ids in one sys_import_set_run read: 100 sys_ids, comma-separated and percent-encoded, make a URL of about
+# 3,700 characters. A request line over the instance's header limit is answered 400 ("Request header is too large",
+# ServiceNow KB0826932: Tomcat's limit; its size on ServiceNow is not documented) or 414; such a read is split in
+# halves and tried again, down to one id. Fewer reads make a big export's read-back fewer round trips (issue #15).
+RUNS_PER_READ = 100
 READS_AT_ONCE = 4  # import set result reads in flight at once
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -130,6 +135,15 @@ def _roles(row: dict | None) -> tuple[str, ...] | None:
     if not row or "roles" not in row:
         return None
     return tuple(role.strip() for role in _text(row["roles"]).split(",") if role.strip())
+
+
+def _refused_as_too_long(error: ServiceNowError) -> bool:
+    """An answer saying the request line was too long: 414, or a 400 without ServiceNow's JSON error (the web
+    server's own page, KB0826932) or saying its header was too large."""
+    if error.status == 414:
+        return True
+    detail = (error.detail or "").lower()
+    return error.status == 400 and (not detail or "too large" in detail or "too long" in detail)
 
 
 def _text(value: object) -> str:
@@ -331,7 +345,7 @@ class ServiceNowClient:
         """ServiceNow-side counts per import set id (an import set not transformed yet has none); a table the user
         may not read raises ServiceNowError (FORBIDDEN), so a caller can tell "not finished" from "not readable"."""
         ids = _checked_sys_ids(import_set_ids)
-        chunks = [ids[start : start + IDS_PER_QUERY] for start in range(0, len(ids), IDS_PER_QUERY)]
+        chunks = [ids[start : start + RUNS_PER_READ] for start in range(0, len(ids), RUNS_PER_READ)]
         if len(chunks) > 1:
             # A big export's read-back is many reads; a few at once (the pacer, when set, still limits them) instead
             # of one round trip after another. The caller's deadline goes with each read.
@@ -347,6 +361,16 @@ class ServiceNowClient:
         return totals
 
     def _import_set_runs_page(self, chunk: list[str]) -> list:
+        try:
+            return self._import_set_runs_of(chunk)
+        except ServiceNowError as error:
+            if len(chunk) < 2 or not _refused_as_too_long(error):
+                raise
+        half = len(chunk) // 2
+        log.info("%s refused a read of %d import sets' results as too long; reading halves", self.host, len(chunk))
+        return self._import_set_runs_page(chunk[:half]) + self._import_set_runs_page(chunk[half:])
+
+    def _import_set_runs_of(self, chunk: list[str]) -> list:
         params = {
             "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
             "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),
