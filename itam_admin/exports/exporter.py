@@ -170,6 +170,7 @@ class Exporter:
         self.ledgers = {data_type: Ledger(run.tenant_id, run.instance_url, data_type) for data_type in self.counts}
         # Ledger rows of accepted records not written yet (source id, content hash, import set id): see remember().
         self.unwritten: dict[str, list[tuple[str, str, str]]] = {data_type: [] for data_type in self.counts}
+        self.written: Counter[str] = Counter()  # ledger rows written per data type
         # Read back: ServiceNow's counts of this run's import sets, when each data type's plan began, the last error
         # of a read, and data types where a rejection found after planning means the run is not complete.
         self.results: dict[str, dict[str, ImportSetRunCounts]] = {data_type: {} for data_type in self.counts}
@@ -229,6 +230,7 @@ class Exporter:
         # Stored once per data type, not at every progress save: a big export has thousands of import sets.
         counts.import_set_ids = list(self.import_set_ids[data_type])
         self.save_progress(force=True)
+        Ledger.keep_statistics(self.written[data_type])
 
     def batches(self, data_type: str):
         """Group what the plan says to send into batches of at most batch_size records (the sender splits one that
@@ -323,6 +325,7 @@ class Exporter:
     def write_ledger(self) -> None:
         for data_type, unwritten in self.unwritten.items():
             self.ledgers[data_type].sent(unwritten)
+            self.written[data_type] += len(unwritten)
             unwritten.clear()
 
     def save_progress(self, force: bool = False) -> None:

@@ -17,12 +17,15 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, text, update
 
 from itam_admin.db import db, in_chunks, utcnow
 from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
 CHUNK = 2000
+# After a data type's export wrote at least this many ledger rows, PostgreSQL's statistics of the ledger table are
+# checked (keep_statistics).
+ANALYZE_AFTER_ROWS = 10_000
 # Hashes with a meaning (a real one is 32 hex digits): a retirement sent and awaiting confirmation (the row goes when
 # it is confirmed), and a record ServiceNow's transform did not write (it differs from every real hash, so the
 # planner sends the record again, or its retirement when it is gone from ITAM).
@@ -201,6 +204,24 @@ class Ledger:
             cursor.execute(f"DELETE FROM {INCOMING}")
         finally:
             cursor.close()
+
+    @staticmethod
+    def keep_statistics(rows_written: int) -> None:
+        """PostgreSQL plans the ledger's reads on the statistics it has of itam_sent_record. When an export wrote over
+        twice as many rows as those statistics count (a first full export of a big inventory: the table was empty
+        when last analyzed), the table is analyzed now and committed (ANALYZE holds a lock until then), rather than
+        by autovacuum a minute or more later: a differential export planned on an empty table's statistics read the
+        whole ledger for each lookup (issue #15, measured on 1,000,000 rows: 199 ms a statement, 2.8 ms after
+        ANALYZE). A database user who does not own the table gets PostgreSQL's warning and nothing else."""
+        if rows_written < ANALYZE_AFTER_ROWS or db.engine.dialect.name != "postgresql":
+            return
+        counted = db.session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"), {"table": SentRecord.__tablename__}
+        ).scalar()
+        if counted is not None and 2 * counted >= rows_written:
+            return
+        db.session.execute(text(f"ANALYZE {SentRecord.__tablename__}"))
+        db.session.commit()
 
     def confirm(self, import_set_ids: list[str]) -> None:
         """ServiceNow's transform finished these import sets and wrote every record still marked with them (the

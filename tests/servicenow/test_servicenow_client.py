@@ -346,7 +346,11 @@ def _runs_answer(max_url: int, status: int, page: str, content_type: str):
 @pytest.mark.parametrize(
     "status, page, content_type",
     [
-        (400, "<html><body><h1>HTTP Status 400 - Bad Request</h1>Request header is too large</body></html>", "text/html"),
+        (
+            400,
+            "<html><body><h1>HTTP Status 400 - Bad Request</h1>Request header is too large</body></html>",
+            "text/html",
+        ),
         (400, "", "text/plain"),
         (414, "URI Too Long", "text/plain"),
     ],
