@@ -158,11 +158,11 @@ def prepare(
     }
 
 
-def copy_config(directory: Path, database_url: str) -> Path:
-    """A second config.json for the same dataset in another database (a copy of this one's): `config-copy.json`."""
+def copy_config(directory: Path, database_url: str, label: str) -> Path:
+    """Another config.json for the same dataset in another database (a copy of this one's): `config-LABEL.json`."""
     config = json.loads((directory / "config.json").read_text())
     config["env"]["DATABASE_URL"] = config["database_url"] = database_url
-    path = directory / "config-copy.json"
+    path = directory / f"config-{label}.json"
     path.write_text(json.dumps(config, indent=2))
     return path
 

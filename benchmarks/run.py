@@ -241,9 +241,9 @@ class PostgresDatabases:
         self._execute(f'CREATE DATABASE "{name}"')
         return name, f"{self.admin_url.rsplit('/', 1)[0]}/{name}"
 
-    def copy(self, name: str) -> tuple[str, str]:
+    def copy(self, name: str, label: str) -> tuple[str, str]:
         """(name, SQLAlchemy URL) of a new database copied from `name` (nobody may be connected to it)."""
-        copy = f"{name}_copy"
+        copy = f"{name}_{label}"
         self._execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
         return copy, f"{self.admin_url.rsplit('/', 1)[0]}/{copy}"
 
@@ -361,10 +361,14 @@ def benchmark_size(
     database_url: str,
     size: int,
     options: Options,
-    copy_database: Callable[[], str],
+    copy_database: Callable[[str], str],
 ) -> dict[str, Any]:
     """Every step at one size on one database (whose database_url is empty, and is left for the caller to drop);
-    `copy_database` copies it once prepared and returns the copy's URL (the differential's)."""
+    `copy_database(label)` copies it as prepared and returns the copy's URL. The first exporter step runs on the
+    prepared database itself; every later one that exports in full (latency, profile, differential) on a copy made
+    before any export, so that each starts as the first did: without the import sets an earlier step left awaiting
+    confirmation, which a reset sandbox has forgotten (the exporter would read them back, before and after sending,
+    in vain: at 1,000,000 records 200 reads more, about half of what it lagged the bare client by at 100 ms)."""
     assert services.sandbox is not None and services.secure is not None
     sandbox, secure = services.sandbox, services.secure
     tag = f"[{database} {size:,}]"
@@ -379,7 +383,13 @@ def benchmark_size(
     )
     records = prepared["records"]
     config = prepared["config"]
-    copy_config = str(dataset.copy_config(directory, copy_database()))
+
+    def fresh_config(label: str) -> str:
+        return str(dataset.copy_config(directory, copy_database(label), label))
+
+    copy_config = fresh_config("differential")
+    latency_config = fresh_config("latency") if size in options.latency_sizes else None
+    profile_config = fresh_config("profile") if options.profile_size == size else None
     computers = json.loads(Path(prepared["computers_file"]).read_text())
     batches = str(directory / "batches.jsonl")
     bare_args = ["--batches", batches, "--sandbox-url", sandbox.url, "--in-flight", str(IN_FLIGHT)]
@@ -407,20 +417,22 @@ def benchmark_size(
         "peers": {"script": script, "pysnc": pysnc},
     }
     entry["ratios"] = ratios(entry)
-    if size in options.latency_sizes:
+    if latency_config is not None:
         log(f"{tag} with {options.latency_ms:g} ms added per request ...")
+        latency_args = ["--config", latency_config, "--full"]
         entry["latency"] = {
             "latency_ms": options.latency_ms,
             "bound_records_per_second": bound(options.latency_ms),
             "exporter": measured(
-                sandbox, "benchmarks.exporter_worker", export_args, records, computers, options.latency_ms
+                sandbox, "benchmarks.exporter_worker", latency_args, records, computers, options.latency_ms
             ),
             "bare": measured(sandbox, "benchmarks.baseline_worker", bare_args, records, computers, options.latency_ms),
         }
-    if options.profile_size == size:
+    if profile_config is not None:
         log(f"{tag} profiling a full export ...")
         profile = options.out / f"profile-{database}-{size}.pstats"
-        measured(sandbox, "benchmarks.exporter_worker", [*export_args, "--profile", str(profile)], records, computers)
+        profile_args = ["--config", profile_config, "--full", "--profile", str(profile)]
+        measured(sandbox, "benchmarks.exporter_worker", profile_args, records, computers)
     log(f"{tag} a confirmed full export of the copy, then 1% changed and the difference exported ...")
     entry["differential"] = differential_step(sandbox, directory, copy_config, records, computers)
     return entry
@@ -444,18 +456,18 @@ def differential_step(
     return differential
 
 
-def copy_database(postgres: PostgresDatabases | None, names: list[str], directory: Path) -> str:
+def copy_database(postgres: PostgresDatabases | None, names: list[str], directory: Path, label: str) -> str:
     """A copy of the size's database as it is now (names[0] on PostgreSQL, whose copy joins `names` to be dropped;
-    the SQLite file in `directory`); returns the copy's URL."""
+    the SQLite file in `directory`), named by `label`; returns the copy's URL."""
     if postgres is not None:
-        name, url = postgres.copy(names[0])
+        name, url = postgres.copy(names[0], label)
         names.append(name)
         return url
     original = directory / "itam.sqlite3"
     for suffix in ("", "-wal"):
         if Path(f"{original}{suffix}").exists():
-            shutil.copyfile(f"{original}{suffix}", directory / f"itam-copy.sqlite3{suffix}")
-    return f"sqlite:///{directory / 'itam-copy.sqlite3'}"
+            shutil.copyfile(f"{original}{suffix}", directory / f"itam-{label}.sqlite3{suffix}")
+    return f"sqlite:///{directory / f'itam-{label}.sqlite3'}"
 
 
 def run_database(
