@@ -206,14 +206,15 @@ class Exporter:
             awaited = [row.import_set_id for row in self.ledgers[earlier].pending()]
             run_after = (self.import_set_ids[earlier] or awaited or [None])[-1]
         self.started[data_type] = utcnow()
-        self.tally[data_type]["total"] = self.source.count(self.run.tenant_id, data_type)
+        plan = planner.Plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full)
+        self.tally[data_type]["total"] = plan.count()
         self.save_progress(force=True)
         staging_table = registry_entry(data_type).staging_table
         in_flight = self.config.requests_in_flight
         pending: set[Future] = set()
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="itam-send") as pool:
             try:
-                for batch in self.batches(data_type):
+                for batch in self.batches(data_type, plan):
                     # One batch waiting per sender besides the one on the wire: a sender that finishes starts its
                     # next request at once instead of waiting for this thread to record and plan.
                     while len(pending) >= 2 * in_flight:
@@ -235,13 +236,12 @@ class Exporter:
         self.save_progress(force=True)
         Ledger.keep_statistics(self.written[data_type])
 
-    def batches(self, data_type: str):
+    def batches(self, data_type: str, plan: planner.Plan):
         """Group what the plan says to send into batches of at most batch_size records (the sender splits one that
         encodes to more than max_batch_bytes)."""
         tally = self.tally[data_type]
         limit = self.config.batch_size
         batch = Batch(data_type, self.next_batch_number())
-        plan = planner.Plan(self.run.tenant_id, self.run.instance_url, data_type, self.source, self.run.full)
         for planned in plan:
             action = planned.action
             if action == planner.UNCHANGED:

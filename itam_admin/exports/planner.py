@@ -74,6 +74,7 @@ class Plan:
         self.tenant_id, self.data_type, self.source, self.full = tenant_id, data_type, source, full
         self.ledger = Ledger(tenant_id, instance_url, data_type)
         self.skipped_unchanged = 0
+        self._count: int | None = None
         since = None if full else self.ledger.watermark()
         still_exists = getattr(source, "still_exists", None)
         self.gone = still_exists(tenant_id, data_type, Ledger.source_id) if since and still_exists else None
@@ -81,6 +82,14 @@ class Plan:
 
     def __iter__(self) -> Iterator[Planned]:
         return self._changed_since() if self.since is not None else self._merge()
+
+    def count(self) -> int:
+        """How many records the source has, counted once per plan (the exporter's total, and the differential's
+        test for deletions). Counted before the records are read: a record deleted meanwhile may be retired only by
+        the next export, which finds the ledger holding one more record than the source."""
+        if self._count is None:
+            self._count = self.source.count(self.tenant_id, self.data_type)
+        return self._count
 
     def _merge(self) -> Iterator[Planned]:
         tenant_id, data_type, ledger = self.tenant_id, self.data_type, self.ledger
@@ -109,7 +118,7 @@ class Plan:
                 planned = _classify(record, sent.get(record["u_source_id"]), False)
                 new += planned.action == NEW
                 yield planned
-        in_source = self.source.count(tenant_id, data_type)
+        in_source = self.count()
         # Every record sent before and still in ITAM is in the source beside the new ones; when the numbers add up,
         # nothing was deleted and the anti-join over every sent record can be skipped.
         if ledger.count_held() + new != in_source:
