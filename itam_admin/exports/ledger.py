@@ -14,18 +14,22 @@ gives the row the hash REJECTED (so the next export sends it again) and drops th
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from itam_admin.db import db, in_chunks, utcnow
 from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
+log = logging.getLogger("itam_admin.exports")
 CHUNK = 2000
 # After a data type's export wrote at least this many ledger rows, PostgreSQL's statistics of the ledger table are
 # checked (keep_statistics).
 ANALYZE_AFTER_ROWS = 10_000
+ANALYZE_LOCK_TIMEOUT = "2s"
 # Hashes with a meaning (a real one is 32 hex digits): a retirement sent and awaiting confirmation (the row goes when
 # it is confirmed), and a record ServiceNow's transform did not write (it differs from every real hash, so the
 # planner sends the record again, or its retirement when it is gone from ITAM).
@@ -220,8 +224,14 @@ class Ledger:
         ).scalar()
         if counted is not None and 2 * counted >= rows_written:
             return
-        db.session.execute(text(f"ANALYZE {SentRecord.__tablename__}"))
-        db.session.commit()
+        try:
+            # Never wait long behind someone's VACUUM or ANALYZE of the table: the export's work is done and committed.
+            db.session.execute(text(f"SET LOCAL lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'"))
+            db.session.execute(text(f"ANALYZE {SentRecord.__tablename__}"))
+            db.session.commit()
+        except SQLAlchemyError as error:  # a lock or statement timeout, say: autovacuum analyzes it later
+            db.session.rollback()
+            log.warning("could not analyze %s: %s", SentRecord.__tablename__, type(error).__name__)
 
     def confirm(self, import_set_ids: list[str]) -> None:
         """ServiceNow's transform finished these import sets and wrote every record still marked with them (the

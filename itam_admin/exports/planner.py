@@ -84,9 +84,10 @@ class Plan:
         return self._changed_since() if self.since is not None else self._merge()
 
     def count(self) -> int:
-        """How many records the source has, counted once per plan (the exporter's total, and the differential's
-        test for deletions). Counted before the records are read: a record deleted meanwhile may be retired only by
-        the next export, which finds the ledger holding one more record than the source."""
+        """How many records the source has, counted once per plan when first asked (the exporter's total, and the
+        differential's test for deletions). The exporter asks before the records are read: a record deleted while
+        they are read may be retired only by the next export, which finds the ledger holding one more record than
+        the source."""
         if self._count is None:
             self._count = self.source.count(self.tenant_id, self.data_type)
         return self._count
