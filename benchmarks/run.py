@@ -387,7 +387,7 @@ def benchmark_size(
     def fresh_config(label: str) -> str:
         return str(dataset.copy_config(directory, copy_database(label), label))
 
-    copy_config = fresh_config("differential")
+    differential_config = fresh_config("differential")
     latency_config = fresh_config("latency") if size in options.latency_sizes else None
     profile_config = fresh_config("profile") if options.profile_size == size else None
     computers = json.loads(Path(prepared["computers_file"]).read_text())
@@ -434,7 +434,7 @@ def benchmark_size(
         profile_args = ["--config", profile_config, "--full", "--profile", str(profile)]
         measured(sandbox, "benchmarks.exporter_worker", profile_args, records, computers)
     log(f"{tag} a confirmed full export of the copy, then 1% changed and the difference exported ...")
-    entry["differential"] = differential_step(sandbox, directory, copy_config, records, computers)
+    entry["differential"] = differential_step(sandbox, directory, differential_config, records, computers)
     return entry
 
 

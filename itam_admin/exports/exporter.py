@@ -13,6 +13,7 @@ import gc
 import logging
 import math
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -42,8 +43,8 @@ from itam_admin.tenant_client import client_for
 log = logging.getLogger("itam_admin.exports")
 PROGRESS_EVERY_SECONDS = 1.0
 LEDGER_ROWS_PER_WRITE = 5000  # at most this many accepted records wait for their ledger write (and in memory)
-SENDER_SWITCH_INTERVAL = 0.0005  # seconds; see responsive_senders()
-# The cyclic garbage collector's thresholds while an export runs (see rare_collections()).
+# The interpreter's switch interval and the cyclic garbage collector's thresholds while exports run (ProcessSettings).
+SENDER_SWITCH_INTERVAL = 0.0005  # seconds
 EXPORT_GC_THRESHOLDS = (100_000, 50, 100)
 COUNTS = (
     "total",
@@ -586,31 +587,45 @@ def _earlier_note(total: dict[str, int]) -> str:
     return note + "."
 
 
-@contextmanager
-def responsive_senders(interval: float = SENDER_SWITCH_INTERVAL):
-    """While this thread plans batches (CPU), a sender whose answer has arrived waits for the interpreter lock up to
-    the switch interval (5 ms by default): per request that is latency the instance never had. Shorten it."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(interval)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
+class ProcessSettings:
+    """Two process-wide interpreter settings an export wants while it runs, set by the first export of the process
+    to start and given back by the last to end (exports may run in threads of one host process; RQ's work horses run
+    one each):
+
+    * the switch interval: while the main thread plans batches (CPU), a sender whose answer has arrived waits for the
+      interpreter lock up to the switch interval (5 ms by default), latency the instance never had;
+    * the cyclic garbage collector's thresholds: an export allocates a few objects a record (rows, records, batches)
+      that reference counting frees at once, yet with Python's defaults the collector ran about 600 times per
+      100,000 records and walked the whole heap (the app, SQLAlchemy's metadata) several times: 0.23-0.36 s of the
+      main thread's 1.3-1.7 s of CPU per 100,000 records on SQLite (issue #15, timed with gc.callbacks)."""
+
+    def __init__(self, switch_interval: float, gc_thresholds: tuple[int, int, int]) -> None:
+        self.switch_interval, self.gc_thresholds = switch_interval, gc_thresholds
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved: tuple[float, tuple[int, int, int]] | None = None
+
+    @contextmanager
+    def applied(self):
+        with self._lock:
+            if self._running == 0:
+                self._saved = (sys.getswitchinterval(), gc.get_threshold())
+                sys.setswitchinterval(self.switch_interval)
+                gc.set_threshold(*self.gc_thresholds)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._saved is not None:
+                    interval, thresholds = self._saved
+                    sys.setswitchinterval(interval)
+                    gc.set_threshold(*thresholds)
+                    self._saved = None
 
 
-@contextmanager
-def rare_collections(thresholds: tuple[int, int, int] = EXPORT_GC_THRESHOLDS):
-    """An export allocates a few objects a record (rows, records, batches) that reference counting frees at once; with
-    Python's default thresholds the cyclic collector still ran about 600 times per 100,000 records and walked the
-    whole heap (the app, SQLAlchemy's metadata) several times: 0.23-0.36 s of the main thread's 1.3-1.7 s of CPU per
-    100,000 records on SQLite (issue #15, timed with gc.callbacks). Collect rarely while the export runs; the process's
-    thresholds come back afterwards, whatever the outcome."""
-    previous = gc.get_threshold()
-    gc.set_threshold(*thresholds)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
+WHILE_EXPORTING = ProcessSettings(SENDER_SWITCH_INTERVAL, EXPORT_GC_THRESHOLDS)
 
 
 def prove_connection(client, data_types: list[str]) -> ConnectionCheck:
@@ -649,9 +664,8 @@ def export_run(run_id: int, source: InventorySource | None = None, client=None) 
         connection.record_ok(tenant_id, check.message, by=connection.BY_RUN, seen_from=seen_from)
         run = db.session.get(ExportRun, run_id)
         exporter = Exporter(run, client, source or SqlInventorySource(), plugin.config)
-        with rare_collections():
-            with responsive_senders():
-                exporter.export()
+        with WHILE_EXPORTING.applied():
+            exporter.export()
             exporter.read_back()
         log.info("export run %s to %s: %s", run_id, client.host, exporter.pacer.summary())
         status, message = outcome_of(run)

@@ -116,17 +116,21 @@ class SqlInventorySource:
             computer_changed = (
                 select(_INSTALL.c.id, _INSTALL.c.source_id)
                 .join(_COMPUTER, _COMPUTER.c.id == _INSTALL.c.computer_id)
-                .where(_COMPUTER.c.tenant_id == tenant_id, _COMPUTER.c.updated_at >= since)
+                .where(
+                    _COMPUTER.c.tenant_id == tenant_id,
+                    _COMPUTER.c.updated_at >= since,
+                    _INSTALL.c.tenant_id == tenant_id,
+                )
             )
             changed = union(changed, computer_changed)
-        found = changed.subquery("changed")
-        changed_key: ColumnElement[str] = found.c.source_id
+        changed_set = changed.subquery("changed")
+        changed_key: ColumnElement[str] = changed_set.c.source_id
         if self._dialect_name() == "postgresql":
             changed_key = changed_key.collate("C")
-        ids = select(found.c.id).order_by(changed_key)
+        ids_in_order = select(changed_set.c.id).order_by(changed_key)
         rows = _base_query(data_type, tenant_id, *_columns(data_type))
-        changed_rows = rows.where(table.c.id.in_(select(found.c.id))).order_by(key)
-        return self._stream_changed(ids, rows, changed_rows, table.c.id, key, build)
+        changed_rows = rows.where(table.c.id.in_(select(changed_set.c.id))).order_by(key)
+        return self._stream_changed(ids_in_order, rows, changed_rows, table.c.id, key, build)
 
     def _stream_changed(
         self,
@@ -140,7 +144,8 @@ class SqlInventorySource:
         """The changed rows' ids in source-id order in one statement (`ids_query`), then their rows by id: the search
         for changed rows runs once, not once a chunk (issue #15). When more rows changed than CHANGED_IDS_IN_MEMORY,
         they stream like iter_records' instead (`changed_rows`), so memory stays flat however much changed. An id
-        whose row the rows query does not give (an install whose computer is another tenant's) is left out there."""
+        whose row the rows query does not give (an install of this tenant on another tenant's computer) is left out
+        there."""
         ids = [row[0] for row in self._fetch_values(ids_query.limit(CHANGED_IDS_IN_MEMORY + 1))]
         if len(ids) > CHANGED_IDS_IN_MEMORY:
             yield from self._stream(changed_rows.limit(self.chunk_size), key, build)

@@ -42,10 +42,13 @@ RATE_LIMIT_BACKOFF_BASE = 2.0
 IMPORT_SET_RUN_FIELDS = ("set", "inserts", "updates", "ignored", "skipped", "errors", "state")
 IDS_PER_QUERY = 50  # import set ids in one staging-row query (besides its state and sys_id conditions)
 # Import set ids in one sys_import_set_run read: 100 sys_ids, comma-separated and percent-encoded, make a URL of about
-# 3,700 characters. A request line over the instance's header limit is answered 400 ("Request header is too large",
-# ServiceNow KB0826932: Tomcat's limit; its size on ServiceNow is not documented) or 414; such a read is split in
-# halves and tried again, down to one id. Fewer reads make a big export's read-back fewer round trips (issue #15).
-RUNS_PER_READ = 100
+# 3,700 characters. A request line over the instance's header limit is answered 414, 431 or 400 without ServiceNow's
+# JSON error ("Request header is too large", ServiceNow KB0826932: Tomcat's limit; its size on ServiceNow is not
+# documented); such a read is read again in halves, and the client reads that many from then on, never fewer than
+# the 50 that every release of the connector read before. Fewer reads make a big export's read-back fewer round
+# trips (issue #15).
+SETS_PER_RESULTS_READ = 100
+FEWEST_SETS_PER_RESULTS_READ = 50
 READS_AT_ONCE = 4  # import set result reads in flight at once
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -138,12 +141,10 @@ def _roles(row: dict | None) -> tuple[str, ...] | None:
 
 
 def _refused_as_too_long(error: ServiceNowError) -> bool:
-    """An answer saying the request line was too long: 414, or a 400 without ServiceNow's JSON error (the web
-    server's own page, KB0826932) or saying its header was too large."""
-    if error.status == 414:
-        return True
-    detail = (error.detail or "").lower()
-    return error.status == 400 and (not detail or "too large" in detail or "too long" in detail)
+    """An answer saying the request line was too long: 414 (URI Too Long), 431 (Request Header Fields Too Large), or
+    400 without ServiceNow's JSON error (the web server's own page, KB0826932; `detail` holds only ServiceNow's
+    JSON error message)."""
+    return error.status in (414, 431) or (error.status == 400 and not error.detail)
 
 
 def _text(value: object) -> str:
@@ -199,6 +200,7 @@ class ServiceNowClient:
         self._max_response_bytes = max_response_bytes
         self._local = threading.local()
         self._guard = threading.Lock()
+        self._sets_per_results_read = SETS_PER_RESULTS_READ  # fewer once the instance refused a read as too long
         self._sessions: list[requests.Session] = []
         self._generation = 0
         # Requests in flight to this instance, adapted to what it takes (an export sets one; None: no limit).
@@ -345,14 +347,21 @@ class ServiceNowClient:
         """ServiceNow-side counts per import set id (an import set not transformed yet has none); a table the user
         may not read raises ServiceNowError (FORBIDDEN), so a caller can tell "not finished" from "not readable"."""
         ids = _checked_sys_ids(import_set_ids)
-        chunks = [ids[start : start + RUNS_PER_READ] for start in range(0, len(ids), RUNS_PER_READ)]
+        size = self._sets_per_results_read
+        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
         if len(chunks) > 1:
             # A big export's read-back is many reads; a few at once (the pacer, when set, still limits them) instead
-            # of one round trip after another. The caller's deadline goes with each read.
-            reads = [self.in_background(self._import_set_runs_page, chunk) for chunk in chunks]
-            pages = [read.result() for read in reads]
+            # of one round trip after another. The caller's deadline goes with each read. One failed: the reads
+            # still waiting are not sent.
+            reads = [self.in_background(self._import_set_runs_of, chunk) for chunk in chunks]
+            try:
+                pages = [read.result() for read in reads]
+            except BaseException:
+                for read in reads:
+                    read.cancel()
+                raise
         else:
-            pages = [self._import_set_runs_page(chunks[0])] if chunks else []
+            pages = [self._import_set_runs_of(chunks[0])] if chunks else []
         totals: dict[str, ImportSetRunCounts] = {}
         for rows in pages:
             for row in rows:
@@ -360,17 +369,21 @@ class ServiceNowClient:
                     totals[set_id] = _add_run(totals.get(set_id), row)
         return totals
 
-    def _import_set_runs_page(self, chunk: list[str]) -> list:
-        try:
-            return self._import_set_runs_of(chunk)
-        except ServiceNowError as error:
-            if len(chunk) < 2 or not _refused_as_too_long(error):
-                raise
-        half = len(chunk) // 2
-        log.info("%s refused a read of %d import sets' results as too long; reading halves", self.host, len(chunk))
-        return self._import_set_runs_page(chunk[:half]) + self._import_set_runs_page(chunk[half:])
-
     def _import_set_runs_of(self, chunk: list[str]) -> list:
+        """The sys_import_set_run rows of these import sets; in halves when the instance refuses the read as too
+        long (see SETS_PER_RESULTS_READ)."""
+        try:
+            return self._read_import_set_runs(chunk)
+        except ServiceNowError as error:
+            if len(chunk) <= FEWEST_SETS_PER_RESULTS_READ or not _refused_as_too_long(error):
+                raise
+        half = (len(chunk) + 1) // 2
+        with self._guard:
+            self._sets_per_results_read = max(min(self._sets_per_results_read, half), FEWEST_SETS_PER_RESULTS_READ)
+        log.info("%s refused a read of %d import sets' results as too long; reading halves", self.host, len(chunk))
+        return self._import_set_runs_of(chunk[:half]) + self._import_set_runs_of(chunk[half:])
+
+    def _read_import_set_runs(self, chunk: list[str]) -> list:
         params = {
             "sysparm_query": f"setIN{','.join(chunk)}^ORDERBYsys_created_on",
             "sysparm_fields": ",".join(IMPORT_SET_RUN_FIELDS),

@@ -144,7 +144,7 @@ def test_after_a_complete_export_only_changed_rows_are_read(app, sandbox, config
         changed = mutate_inventory("acme", change_fraction=0.01, delete=2, data_types=("installed_applications",))
         plan = Plan("acme", sandbox.url, "installed_applications", CountingSource())
         actions = [planned.action for planned in plan]
-        total = plan.count()  # what the exporter shows as the total: the count the plan's deletion test used
+        total = plan.count()  # the count the plan's deletion test used, asked again: not counted again
     assert plan.since is not None
     assert CountingSource.read == len(changed["installed_applications"]["changed"]) == 3
     assert (total, CountingSource.counted) == (298, 1)  # the source is counted once (a full count costs 0.2 s at 1M)

@@ -98,9 +98,9 @@ def test_run_after_and_ids_are_checked_before_they_reach_a_query(servicenow):
 
 
 def test_import_set_results_of_many_import_sets_are_read_several_at_once_and_add_up(monkeypatch, servicenow, sandbox):
-    """A big export's read-back spans many sys_import_set_run reads (RUNS_PER_READ ids each); they go a few at once
-    over the client's reader threads, and every import set's counts arrive whichever read brought them."""
-    monkeypatch.setattr(client_module, "RUNS_PER_READ", 2)
+    """A big export's read-back spans many sys_import_set_run reads (SETS_PER_RESULTS_READ ids each); they go a few at
+    once over the client's reader threads, and every import set's counts arrive whichever read brought them."""
+    monkeypatch.setattr(servicenow, "_sets_per_results_read", 2)
     sandbox.faults.set_capacity(concurrent=8, service_ms=150)  # long enough for reads to overlap
     ids = [servicenow.insert_multiple(HARDWARE, body([computer(n), computer(n + 100)])) for n in range(9)]
     assert sandbox.wait_idle(20)

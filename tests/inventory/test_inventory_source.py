@@ -296,13 +296,19 @@ def test_records_changed_since_are_the_changed_rows_and_their_computers_installs
     computers = [add_computer("acme", f"HW-{n}") for n in range(3)]
     for n, source_id in enumerate(AWKWARD_SOURCE_IDS):
         add_install(computers[n % 3], source_id)
-    add_install(add_computer("globex", "HW-0"), "b")  # another tenant's change is never read
+    globex_computer = add_computer("globex", "HW-0")
+    add_install(globex_computer, "b")  # another tenant's change is never read
+    # Strays both ways: acme's install on globex's computer, globex's on acme's changed computer; neither is read.
+    stray = InstalledApplication(tenant_id="acme", source_id="stray", computer=globex_computer, display_name="s")
+    db.session.add(stray)
+    db.session.add(InstalledApplication(tenant_id="globex", source_id="c", computer=computers[1], display_name="y"))
     db.session.commit()
     week_ago, since = datetime(2026, 11, 24), datetime(2026, 11, 30)
     for table in (TABLES_BY_DATA_TYPE["installed_applications"], TABLES_BY_DATA_TYPE["hardware_inventory"]):
         db.session.execute(table.update().values(updated_at=week_ago))
     installs = TABLES_BY_DATA_TYPE["installed_applications"]
     changed_installs = {"B", "10", "é", "~"}
+    db.session.execute(installs.update().where(installs.c.source_id == "stray").values(updated_at=since))
     db.session.execute(installs.update().where(installs.c.source_id.in_(changed_installs)).values(updated_at=since))
     computer_table = TABLES_BY_DATA_TYPE["hardware_inventory"]
     db.session.execute(computer_table.update().where(computer_table.c.id == computers[1].id).values(updated_at=since))

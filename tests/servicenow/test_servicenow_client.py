@@ -346,22 +346,20 @@ def _runs_answer(max_url: int, status: int, page: str, content_type: str):
 @pytest.mark.parametrize(
     "status, page, content_type",
     [
-        (
-            400,
-            "<html><body><h1>HTTP Status 400 - Bad Request</h1>Request header is too large</body></html>",
-            "text/html",
-        ),
+        (400, "<html><body><h1>HTTP Status 400</h1>Request header is too large</body></html>", "text/html"),
         (400, "", "text/plain"),
         (414, "URI Too Long", "text/plain"),
+        (431, "", "text/plain"),
     ],
 )
-def test_import_set_results_of_a_read_refused_as_too_long_are_read_in_halves(
+def test_import_set_results_of_a_read_refused_as_too_long_are_read_in_halves_from_then_on(
     client, rsps, token_endpoint, status, page, content_type
 ):
     """The read-back asks for the results of 100 import sets a read (issue #15: half the round trips of 50). A web
-    server refuses a request line over its header limit with 400 "Request header is too large" or 414 (ServiceNow
-    KB0826932: long list URLs hit "the Tomcat URL limit"; the limit's size on ServiceNow is not documented). Such a
-    read is split in halves, and every import set's results still arrive."""
+    server refuses a request line over its header limit with 400 "Request header is too large" (ServiceNow
+    KB0826932: long list URLs hit "the Tomcat URL limit"; the limit's size on ServiceNow is not documented), 414 or
+    431. Such a read is read again in halves, every import set's results still arrive, and the next reads ask for
+    the half at once."""
     set_ids = [f"{n:032x}" for n in range(150)]
     rsps.add_callback(responses.GET, RUNS, callback=_runs_answer(2500, status, page, content_type))
 
@@ -371,6 +369,20 @@ def test_import_set_results_of_a_read_refused_as_too_long_are_read_in_halves(
     assert all(counts.inserts == 1 for counts in results.values())
     lengths = sorted(len(set_ids_of(request)) for request in data_calls(rsps, RUNS))
     assert lengths == [50, 50, 50, 100], lengths  # the 100 refused, then its halves; the last 50 went at once
+
+    rsps.calls.reset()
+    assert set(client.import_set_results(set_ids[:100])) == set(set_ids[:100])
+    assert [len(set_ids_of(request)) for request in data_calls(rsps, RUNS)] == [50, 50]
+
+
+def test_import_set_results_are_not_read_in_fewer_than_fifty_a_read(client, rsps, token_endpoint):
+    """Reads of 50 import sets are what the connector always made: an instance refusing even those refuses
+    something else, and the read-back fails (its records stay unconfirmed) instead of splitting on."""
+    rsps.add_callback(responses.GET, RUNS, callback=_runs_answer(1000, 400, "", "text/plain"))
+
+    fails_with(ErrorKind.BAD_REQUEST, lambda: client.import_set_results([f"{n:032x}" for n in range(100)]))
+
+    assert sorted(len(set_ids_of(request)) for request in data_calls(rsps, RUNS)) == [50, 100]
 
 
 def test_import_set_results_of_a_read_refused_for_another_reason_are_not_retried(client, rsps, token_endpoint):
