@@ -69,3 +69,16 @@ def test_flask_db_upgrade_command_builds_the_schema(app_env, tmp_path):
 
     tables = {row[0] for row in sqlite3.connect(tmp_path / "cli.sqlite3").execute("select name from sqlite_master")}
     assert {"compliance_tenant_setting", "itam_export_run", "itam_computer"} <= tables
+
+
+def test_an_upgrade_in_the_hosts_own_process_leaves_the_connectors_logging_on(app_env, tmp_path):
+    """A host may upgrade the schema in its own process (flask_migrate.upgrade at start-up); Alembic's env.py reads
+    alembic.ini's logging with logging.config.fileConfig, whose default disables every logger that exists already
+    (Python docs, logging.config.fileConfig: disable_existing_loggers defaults to True). The connector's loggers
+    (outage lines, failed exports) must still write afterwards."""
+    import logging
+
+    exports = logging.getLogger("itam_admin.exports")
+    migrated_app(app_env, tmp_path, f"sqlite:///{tmp_path / 'migrated.sqlite3'}")
+
+    assert not exports.disabled and not logging.getLogger("itam_admin").disabled
