@@ -5,7 +5,7 @@ what changed, and a record sent again replaces its ledger row instead of adding 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 
 from itam_admin.db import db
 from itam_admin.exports.models import SentRecord
@@ -25,6 +25,30 @@ def ledger_rows(app) -> list[tuple[str, str, str | None]]:
         assert db.engine.dialect.name == "postgresql"
         query = select(SentRecord.source_id, SentRecord.content_hash, SentRecord.import_set_id)
         return sorted(db.session.execute(query).all())
+
+
+def ledger_statistics(app) -> float:
+    """How many rows PostgreSQL's statistics say the ledger table holds (-1: never analyzed)."""
+    with app.app_context():
+        counted = db.session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'itam_sent_record'"))
+        db.session.rollback()
+        return counted
+
+
+@pytest.fixture
+def analyzes(app):
+    """The ANALYZE statements of the ledger table the app's engine runs while the test does."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("ANALYZE") and "itam_sent_record" in statement:
+            seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_full_then_a_differential_export_on_postgresql_keeps_one_ledger_row_per_record(
@@ -56,51 +80,36 @@ def test_a_full_then_a_differential_export_on_postgresql_keeps_one_ledger_row_pe
 
 
 def test_an_export_that_writes_many_ledger_rows_leaves_postgresql_statistics_that_count_them(
-    app, sandbox, configure_tenant, inventory, run_export, monkeypatch
+    app, sandbox, configure_tenant, inventory, run_export, monkeypatch, analyzes
 ):
     """PostgreSQL plans the ledger's lookups on the table's statistics; planned on an empty table's, a differential
     export read the whole ledger for every lookup (issue #15: 199 ms a statement on 1,000,000 rows, 2.8 ms after
     ANALYZE). An export that wrote many more rows than the statistics count analyzes the table itself, rather than
     leaving it to autovacuum a minute or more later (PostgreSQL docs, "The Autovacuum Daemon": a table is analyzed
     once its changed tuples pass autovacuum_analyze_threshold + autovacuum_analyze_scale_factor x reltuples)."""
-    from sqlalchemy import event, text
-
     from itam_admin.exports import ledger
 
     monkeypatch.setattr(ledger, "ANALYZE_AFTER_ROWS", 100)
     inventory(computers=300, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    analyzes: list[str] = []
 
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("ANALYZE"):
-            analyzes.append(statement)
+    run = run_export(full=True)
+    assert sum(dt.sent for dt in run.data_types) == 300
+    assert len(analyzes) == 1
+    assert ledger_statistics(app) == 300  # what the planner now assumes of the ledger
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        run = run_export(full=True)
-        assert sum(dt.sent for dt in run.data_types) == 300
-        assert len(analyzes) == 1
-        with app.app_context():
-            counted = db.session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'itam_sent_record'"))
-        assert counted == 300  # what the planner now assumes of the ledger
-
-        run_export(full=True)  # the statistics count these rows already: no second ANALYZE
-        assert len(analyzes) == 1
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    run_export(full=True)  # the statistics count these rows already: no second ANALYZE
+    assert len(analyzes) == 1
 
 
 @pytest.mark.timeout(60)  # without the lock timeout ANALYZE would wait for the lock this test holds
 def test_an_export_whose_analyze_cannot_get_its_lock_still_succeeds_and_keeps_its_ledger(
-    app, app_env, sandbox, configure_tenant, inventory, run_export, monkeypatch
+    app, app_env, sandbox, configure_tenant, inventory, run_export, monkeypatch, analyzes
 ):
     """ANALYZE takes a SHARE UPDATE EXCLUSIVE lock, which someone's VACUUM or ANALYZE of the ledger table holds too
     (PostgreSQL docs, "Explicit Locking"). The export does not wait behind it beyond a short lock timeout, and a
     statistics refresh that failed fails nothing: the run succeeds with its ledger rows written."""
-    from sqlalchemy import create_engine, event, text
+    from sqlalchemy import create_engine
 
     from itam_admin.exports import ledger
 
@@ -108,17 +117,7 @@ def test_an_export_whose_analyze_cannot_get_its_lock_still_succeeds_and_keeps_it
     monkeypatch.setattr(ledger, "ANALYZE_LOCK_TIMEOUT", "200ms")
     inventory(computers=40, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    analyzes: list[str] = []
-
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("ANALYZE"):
-            analyzes.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-        before = db.session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'itam_sent_record'"))
-        db.session.rollback()
-    event.listen(engine, "before_cursor_execute", seen)
+    before = ledger_statistics(app)
     holder = create_engine(app_env["DATABASE_URL"])
     try:
         with holder.begin() as connection:
@@ -127,10 +126,8 @@ def test_an_export_whose_analyze_cannot_get_its_lock_still_succeeds_and_keeps_it
             rows = ledger_rows(app)
     finally:
         holder.dispose()
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert run.status == "succeeded", run.message
     assert len(rows) == 40 and all(import_set is None for _, _, import_set in rows)
     assert len(analyzes) == 1  # it was tried, and gave up behind the lock:
-    with app.app_context():
-        assert db.session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'itam_sent_record'")) == before
+    assert ledger_statistics(app) == before
