@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import ColumnElement, Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +36,17 @@ def in_chunks(items: Sequence[Item]) -> Iterator[Sequence[Item]]:
     """The items in slices of at most IDS_PER_STATEMENT, one IN (...) list a statement."""
     for start in range(0, len(items), IDS_PER_STATEMENT):
         yield items[start : start + IDS_PER_STATEMENT]
+
+
+def unindexed(column: ColumnElement[Any], dialect_name: str) -> ColumnElement[Any]:
+    """On SQLite, `column` as its unary + makes it: the same value in a term no index can serve ("Disqualifying WHERE
+    clause terms using unary-+", SQLite's query optimizer overview); elsewhere the column itself. SQLite keeps no
+    statistics unless someone runs ANALYZE, and without them it prefers an index on an equality term (a tenant, a
+    ledger) to a far narrower one, walking every row of the tenant or ledger (issue #15). PostgreSQL plans by its
+    statistics and has no unary + for text."""
+    if dialect_name != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"))
 
 
 def utcnow() -> datetime:

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from itam_admin.db import db, in_chunks, utcnow
+from itam_admin.db import db, in_chunks, unindexed, utcnow
 from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
 log = logging.getLogger("itam_admin.exports")
@@ -167,9 +167,21 @@ class Ledger:
         return found
 
     def count_held(self) -> int:
-        """Rows of records ServiceNow has or is being sent (retirements in flight excluded)."""
-        query = select(func.count()).where(*self._of(), Ledger.not_retiring)
-        return db.session.connection().execute(query).scalar_one()
+        """Rows of records ServiceNow has or is being sent (retirements in flight excluded), for the planner's test for
+        deleted records: every row of the ledger less its retirements awaiting an import set, which the partial index
+        of rows awaiting confirmation finds without reading the rest (a condition on every row's hash cost 220 ms
+        against 130 ms at 1,000,000 rows on SQLite, issue #15). A retirement always awaits an import set (confirmed,
+        its row goes; rejected, it gets the hash REJECTED), so the figure is exact; were one not, the figure would be
+        higher, which only sends the planner to its anti-join: never a deleted record missed."""
+        connection = db.session.connection()
+        ledger = unindexed(SentRecord.ledger_id, connection.dialect.name) == self._id()  # on the partial index
+        every = select(func.count()).where(*self._of()).scalar_subquery()
+        retiring = (
+            select(func.count())
+            .where(ledger, SentRecord.import_set_id.is_not(None), SentRecord.content_hash == RETIRING)
+            .scalar_subquery()
+        )
+        return connection.execute(select(every - retiring)).scalar_one()
 
     # ---- writes (exporter) -------------------------------------------------------------------------------------
 

@@ -10,10 +10,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import ColumnElement, CompoundSelect, Connection, Engine, Select, and_, exists, func, select, union
 from sqlalchemy.orm import Session, scoped_session
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import UnaryExpression
 
-from itam_admin.db import db, in_chunks
+from itam_admin.db import db, in_chunks, unindexed
 from itam_admin.inventory.models import TABLES_BY_DATA_TYPE
 from itam_admin.records import ROW_COLUMNS, check_data_type, record_builder, source_id_prefix
 
@@ -53,10 +51,11 @@ def _columns(data_type: str) -> list[ColumnElement[Any]]:
 
 
 def _base_query(
-    data_type: str, tenant_id: str, *columns: ColumnElement[Any], tenant_indexed: bool = True
+    data_type: str, tenant_id: str, *columns: ColumnElement[Any], by_id_on: str | None = None
 ) -> Select[Any]:
-    """The tenant's rows of a data type (installs joined to their computers). `tenant_indexed` False: for a query
-    that finds its rows by id, the tenant condition is one no index may serve on SQLite (see _unindexed)."""
+    """The tenant's rows of a data type (installs joined to their computers). `by_id_on` (a dialect name): for a
+    query that finds its rows by id, so the tenant condition must not lead SQLite to walk the tenant's index instead
+    (280 ms a chunk of 500 ids at 1,000,000 installs, 3 ms by id; db.unindexed)."""
     table = TABLES_BY_DATA_TYPE[data_type]
     if table is _INSTALL:
         # Matching the computer's tenant too means a stray cross-tenant link can never leak another tenant's name.
@@ -64,17 +63,9 @@ def _base_query(
             _COMPUTER, and_(_COMPUTER.c.id == _INSTALL.c.computer_id, _COMPUTER.c.tenant_id == _INSTALL.c.tenant_id)
         )
     tenant: ColumnElement[Any] = TABLES_BY_DATA_TYPE[data_type].c.tenant_id
-    return select(*columns).select_from(table).where((tenant if tenant_indexed else _unindexed(tenant)) == tenant_id)
-
-
-def _unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`column` as SQLite's unary + makes it: the same value, in a term no index can serve ("Disqualifying WHERE
-    clause terms using unary-+", SQLite's query optimizer overview). SQLite keeps no statistics unless someone runs
-    ANALYZE, and without them it answered `tenant_id = ? AND id IN (500 ids) ORDER BY source_id` by walking the
-    (tenant_id, source_id) index over every row of the tenant instead of looking the 500 ids up: 280 ms a chunk at
-    1,000,000 installs, 3 ms by id (issue #15). Used where the dialect is SQLite only: PostgreSQL plans by its
-    statistics and has no unary + for text."""
-    return UnaryExpression(column, operator=operators.custom_op("+"))
+    if by_id_on is not None:
+        tenant = unindexed(tenant, by_id_on)
+    return select(*columns).select_from(table).where(tenant == tenant_id)
 
 
 class SqlInventorySource:
@@ -145,8 +136,7 @@ class SqlInventorySource:
         if self._dialect_name() == "postgresql":
             changed_key = changed_key.collate("C")
         ids_in_order = select(changed_set.c.id).order_by(changed_key)
-        # Rows looked up by id: on SQLite, the tenant condition must not lead the planner to walk the tenant's index.
-        rows = _base_query(data_type, tenant_id, *_columns(data_type), tenant_indexed=self._dialect_name() != "sqlite")
+        rows = _base_query(data_type, tenant_id, *_columns(data_type), by_id_on=self._dialect_name())  # by id
         # Rows streamed in source-id order (many changed): that walk of the tenant's index is the point.
         changed_rows = (
             _base_query(data_type, tenant_id, *_columns(data_type))

@@ -177,6 +177,25 @@ class ListSource:
         return iter(self.records)
 
 
+def test_the_held_count_leaves_out_only_this_ledgers_retirements_in_flight(ledger):
+    """The planner's test for deleted records compares the ledger's held rows with the source's count: held are the
+    rows confirmed, in flight or rejected, not a retirement still in flight (nor another ledger's rows)."""
+    ledger.sent(in_set(SET, [("acme:1", "h1"), ("acme:9", RETIRING)]))  # in flight: a record and a retirement
+    ledger.sent(in_set("b" * 32, [("acme:2", "h2"), ("acme:8", "h8")]))
+    ledger.sent(in_set("c" * 32, [("acme:3", "h3"), ("acme:7", RETIRING)]))
+    ledger.sent(in_set("d" * 32, [("acme:4", "h4")]))
+    db.session.flush()
+    ledger.reject("b" * 32, ["acme:2", "acme:8"])  # rejected: held, to be sent again
+    ledger.confirm(["c" * 32])  # acme:3 held; the retirement of acme:7 done, its row gone
+    other = Ledger("acme", "https://other.service-now.com", "hardware_inventory")
+    other.sent(in_set("e" * 32, [("acme:1", "h1"), ("acme:5", RETIRING)]))
+    db.session.flush()
+
+    assert ledger.count_held() == 5  # acme:1, 2, 3, 4, 8
+    assert other.count_held() == 1
+    assert Ledger("acme", URL, "contracts").count_held() == 0  # a ledger with no row yet
+
+
 def test_the_plan_sends_rejected_records_again_but_not_records_or_retirements_in_flight(ledger):
     records = [{"u_source_id": f"acme:{n}", "u_name": f"pc-{n}"} for n in (1, 2)]
     digest = {r["u_source_id"]: planner.content_hash(r) for r in records}
