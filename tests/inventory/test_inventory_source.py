@@ -359,3 +359,23 @@ def test_on_sqlite_changed_rows_are_looked_up_by_id_not_by_walking_the_tenant(en
     name = table.name
     assert any(step.startswith(f"SEARCH {name} USING INTEGER PRIMARY KEY") for step in plan), plan
     assert not any(step.startswith(f"SEARCH {name} USING INDEX") for step in plan), plan
+
+
+def test_on_sqlite_the_count_of_installs_reads_an_index_only(engine, dialect, queries):
+    """Every export counts the tenant's installs on the tenant's computers. On SQLite that count must read the
+    (tenant_id, computer_id) index alone (EXPLAIN QUERY PLAN: "COVERING INDEX"), not every install's row (issue #15:
+    500 -> 230 ms at 1,000,000 installs); and still count only the tenant's installs on its own computers."""
+    if dialect != "sqlite":
+        pytest.skip("SQLite query plans only")
+    generate_inventory("acme", computers=20, installs=200, contracts=1, seed=6)
+    globex = add_computer("globex", "HW-0")
+    add_install(globex, "SW-G")
+    db.session.add(InstalledApplication(tenant_id="acme", source_id="stray", computer=globex, display_name="s"))
+    db.session.commit()
+    queries.clear()
+    assert SqlInventorySource().count("acme", "installed_applications") == 200
+    statement, parameters = queries[-1]
+    with engine.connect() as connection:
+        plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    install = TABLES_BY_DATA_TYPE["installed_applications"].name
+    assert any(step.startswith(f"SEARCH {install} USING COVERING INDEX") for step in plan), plan
