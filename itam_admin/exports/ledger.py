@@ -169,8 +169,8 @@ class Ledger:
     def count_held(self) -> int:
         """Rows of records ServiceNow has or is being sent (retirements in flight excluded), for the planner's test for
         deleted records: every row of the ledger less its retirements awaiting an import set, which the partial index
-        of rows awaiting confirmation finds without reading the rest (a condition on every row's hash cost 220 ms
-        against 130 ms at 1,000,000 rows on SQLite, issue #15). A retirement always awaits an import set (confirmed,
+        of rows awaiting confirmation finds without reading the rest (a condition on every row's hash cost 220 ms,
+        this 120-190 ms, at 1,000,000 rows on SQLite; issue #15). A retirement always awaits an import set (confirmed,
         its row goes; rejected, it gets the hash REJECTED), so the figure is exact; were one not, the figure would be
         higher, which only sends the planner to its anti-join: never a deleted record missed."""
         connection = db.session.connection()
