@@ -10,6 +10,9 @@ import pytest
 def app_env(app_env):
     app_env["ITAM_EXPORT_BATCH_SIZE"] = "25"
     app_env["ITAM_EXPORT_READ_BACK_WAIT_SECONDS"] = "0"
+    # One request in flight: batches finish one by one, so where the commits fall does not depend on the machine's
+    # speed (with eight, all 16 batches of the test below can be on the wire at once and finish together).
+    app_env["ITAM_EXPORT_REQUESTS_IN_FLIGHT"] = "1"
     return app_env
 
 
@@ -24,8 +27,24 @@ def test_every_commit_of_an_export_holds_the_ledger_rows_of_every_import_set_it_
 
     from itam_admin.exports import exporter
 
-    monkeypatch.setattr(exporter, "LEDGER_ROWS_PER_WRITE", 60)  # batches of 25 (below): some writes before a commit
-    monkeypatch.setattr(exporter, "PROGRESS_EVERY_SECONDS", 0.0)  # a commit after almost every batch
+    # Batches of 25 (above) and a progress commit once three batches are recorded since the last one (below): 50
+    # records reach LEDGER_ROWS_PER_WRITE and are written before the commit, the third batch's 25 at the commit.
+    monkeypatch.setattr(exporter, "LEDGER_ROWS_PER_WRITE", 40)
+    monkeypatch.setattr(exporter, "PROGRESS_EVERY_SECONDS", 0.0)
+    recorded = {"batches": 0, "at_last_commit": 0}
+    record, save_progress = exporter.Exporter.record, exporter.Exporter.save_progress
+
+    def counting_record(self, outcome):
+        recorded["batches"] += 1
+        return record(self, outcome)
+
+    def every_third_batch(self, force=False):  # the exporter's own commit points, by count rather than by clock
+        if force or recorded["batches"] - recorded["at_last_commit"] >= 3:
+            recorded["at_last_commit"] = recorded["batches"]
+            return save_progress(self, force=True)
+
+    monkeypatch.setattr(exporter.Exporter, "record", counting_record)
+    monkeypatch.setattr(exporter.Exporter, "save_progress", every_third_batch)
     inventory(computers=30, installs=400, contracts=0)
     configure_tenant(types=("installed_applications",))
     watcher = create_engine(app_env["DATABASE_URL"])
