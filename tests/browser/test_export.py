@@ -4,11 +4,13 @@ its progress and updates itself, and Last completed export shows the outcome wit
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import INTEGRATIONS, assert_accessible, log_in, screenshot
+from tests.exports.wire import INSERT_MULTIPLE, Tap
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +47,10 @@ def test_export_to_servicenow_from_the_browser(live_portal, sandbox, worker, pag
     expect(export_button).to_be_enabled()
     expect(page.locator("#last-completed-export")).to_contain_text("No export has completed yet.")
 
-    # Slow the instance down a little so the run is still going when the page comes back.
+    # The run's first batch waits at the instance until the page has been checked while the run is going (on a
+    # busy machine the checks below can take longer than the whole export); then a little latency per request.
+    going = threading.Event()
+    Tap.on(sandbox).aim(INSERT_MULTIPLE, arm=lambda: going.wait(20))  # below the 30 s read timeout
     sandbox.faults.set_latency(400)
     with page.expect_navigation():
         export_button.click()
@@ -59,6 +64,7 @@ def test_export_to_servicenow_from_the_browser(live_portal, sandbox, worker, pag
     expect(page.locator("#export-disabled-reason")).to_contain_text("already")
     screenshot(page, "export-01-in-progress")
     assert_accessible(page, "the Integrations tab while an export runs")
+    going.set()
 
     # The page follows the run by itself (status polling, then one reload) until it shows the outcome.
     outcome = page.locator("#last-completed-export .run-outcome")
