@@ -40,7 +40,7 @@ def test_sigkill_of_the_work_horse_ends_interrupted_and_the_next_run_completes(
 
     inventory(computers=600, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    sandbox.faults.set_latency(150)
+    sandbox.faults.set_latency(300)  # 30 batches take 9 s: time to find and kill the horse after the first 100
     env = {
         **os.environ,
         **app_env,

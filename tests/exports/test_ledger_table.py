@@ -6,7 +6,6 @@ writes of a new ledger make exactly one row, however many Ledger objects or proc
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -219,12 +218,14 @@ def test_two_processes_writing_a_new_ledger_at_once_make_one_ledger_row(make_app
     insert does nothing, waiting for the other's commit), and both find the one row."""
     application = make_app()
     inserts: list[str] = []
-    first_wrote = threading.Event()
+    first_wrote, second_inserting = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
     def count_inserts(_connection, _cursor, statement, *_args):
         if statement.startswith("INSERT INTO itam_ledger"):
             inserts.append(statement)
+            if len(inserts) == 2:
+                second_inserting.set()
 
     def write(source_id: str, first: bool) -> None:
         try:
@@ -234,7 +235,7 @@ def test_two_processes_writing_a_new_ledger_at_once_make_one_ledger_row(make_app
                 Ledger("globex", URL, "contracts").sent(in_set(source_id.ljust(32, "0"), [(source_id, "1" * 32)]))
                 if first:
                     first_wrote.set()
-                    time.sleep(0.5)  # the other writer looks for the ledger, and waits for this commit
+                    second_inserting.wait(10)  # the other writer found no ledger row; its insert waits for this commit
                 db.session.commit()
                 db.session.remove()
         except BaseException as error:  # reported by the test below

@@ -101,9 +101,9 @@ def test_import_set_results_of_many_import_sets_are_read_several_at_once_and_add
     """A big export's read-back spans many sys_import_set_run reads (SETS_PER_RESULTS_READ ids each); they go a few at
     once over the client's reader threads, and every import set's counts arrive whichever read brought them."""
     monkeypatch.setattr(servicenow, "_sets_per_results_read", 2)
-    sandbox.faults.set_capacity(concurrent=8, service_ms=150)  # long enough for reads to overlap
     ids = [servicenow.insert_multiple(HARDWARE, body([computer(n), computer(n + 100)])) for n in range(9)]
     assert sandbox.wait_idle(20)
+    sandbox.faults.set_capacity(concurrent=8, service_ms=600)  # long enough for reads to overlap on a busy machine
     set_ids = [i.import_set_id for i in ids]
 
     results = servicenow.import_set_results(set_ids)
