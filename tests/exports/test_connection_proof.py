@@ -204,7 +204,9 @@ def test_servicenows_words_in_the_connection_state_are_escaped_on_the_tab(
     connection check fails, that text reaches the top of the tab and the badge's title as text, never as markup."""
     inventory(computers=5, installs=0, contracts=0)
     configure_tenant(types=("hardware_inventory",))
-    sandbox.faults.fail_next(1, 400, markup=True)  # the first API request: the run's connection check
+    # The first API request: the user read or the staging-table probe beside it, whichever arrives first (both are
+    # the run's connection check and fail the run with ServiceNow's text).
+    sandbox.faults.fail_next(1, 400, markup=True)
 
     run = run_export()
 
