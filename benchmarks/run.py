@@ -352,6 +352,24 @@ class Options:
     peer_sample: int
     profile_size: int | None
     out: Path
+    pairs: int = 1
+
+
+def pair_ratios(exporter: dict[str, Any], bare: dict[str, Any]) -> dict[str, float | None]:
+    """The exporter's ratios to the bare client measured right after it (one pair of the 0 ms steps)."""
+    return {
+        "cpu_per_record": ratio(exporter["cpu_seconds_per_100k"], bare["cpu_seconds_per_100k"]),
+        "throughput": ratio(exporter["records_per_second"], bare["records_per_second"]),
+        "load_average_1m": exporter["load_average_1m"],
+    }
+
+
+def median_pair(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pair (exporter, bare client) whose CPU-per-record ratio is the median of the pairs' (the upper one of an
+    even number): the figures of both come from the same minutes of the machine, which a shared machine's speed can
+    change by 2 x within an hour."""
+    ranked = sorted(pairs, key=lambda pair: pair_ratios(*pair)["cpu_per_record"] or 0.0)
+    return ranked[len(ranked) // 2]
 
 
 def benchmark_size(
@@ -387,17 +405,24 @@ def benchmark_size(
     def fresh_config(label: str) -> str:
         return str(dataset.copy_config(directory, copy_database(label), label))
 
+    # The first pair's exporter exports the prepared database itself; each later pair's a copy of it as prepared.
+    pair_configs = [config] + [fresh_config(f"pair{number}") for number in range(2, options.pairs + 1)]
     differential_config = fresh_config("differential")
     latency_config = fresh_config("latency") if size in options.latency_sizes else None
     profile_config = fresh_config("profile") if options.profile_size == size else None
     computers = json.loads(Path(prepared["computers_file"]).read_text())
     batches = str(directory / "batches.jsonl")
     bare_args = ["--batches", batches, "--sandbox-url", sandbox.url, "--in-flight", str(IN_FLIGHT)]
-    export_args = ["--config", config, "--full"]
     log(f"{tag} generated in {prepared['generate_seconds']:.1f}s; full export ...")
-    exporter = measured(sandbox, "benchmarks.exporter_worker", export_args, records, computers)
-    log(f"{tag} exporter {exporter['records_per_second']:,.0f} rec/s; bare client ...")
-    bare = measured(sandbox, "benchmarks.baseline_worker", bare_args, records, computers)
+    pairs = []
+    for pair_config in pair_configs:
+        exporter = measured(
+            sandbox, "benchmarks.exporter_worker", ["--config", pair_config, "--full"], records, computers
+        )
+        log(f"{tag} exporter {exporter['records_per_second']:,.0f} rec/s; bare client ...")
+        bare = measured(sandbox, "benchmarks.baseline_worker", bare_args, records, computers)
+        pairs.append((exporter, bare))
+    exporter, bare = median_pair(pairs)
     log(f"{tag} bare client {bare['records_per_second']:,.0f} rec/s; the script peer ...")
     peer_args = ["--database-url", database_url]
     script_args = [*peer_args, "--sandbox-url", sandbox.url]
@@ -415,6 +440,7 @@ def benchmark_size(
         "exporter": exporter,
         "bare": bare,
         "peers": {"script": script, "pysnc": pysnc},
+        "pairs": [pair_ratios(*pair) for pair in pairs],
     }
     entry["ratios"] = ratios(entry)
     if latency_config is not None:
@@ -706,6 +732,25 @@ def table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
                     f"{_maybe(figures_['cpu_per_record'], '9.2f')}x "
                     f"{_maybe(figures_['cpu_per_record_with_db'], '7.2f')}x"
                 )
+    spreads = [
+        (database, records, entry["pairs"])
+        for database, sizes in results.items()
+        for records, entry in sorted(sizes.items())
+        if len(entry.get("pairs", [])) > 1
+    ]
+    if spreads:
+        lines += [
+            "",
+            "Pairs at 0 ms (the exporter, then the bare client): ratios, lowest / median (the pair above) / highest",
+        ]
+        for database, records, pairs in spreads:
+            cpu = sorted(pair["cpu_per_record"] or 0.0 for pair in pairs)
+            throughput = sorted(pair["throughput"] or 0.0 for pair in pairs)
+            middle = len(pairs) // 2
+            lines.append(
+                f"{database:<10} {records:>9,} {len(pairs)} pairs  CPU/record {cpu[0]:.2f} / {cpu[middle]:.2f} / "
+                f"{cpu[-1]:.2f} x   throughput {throughput[0]:.2f} / {throughput[-1]:.2f} x (lowest / highest)"
+            )
     return "\n".join(lines)
 
 
@@ -804,6 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-sample", type=int, help=f"records pysnc inserts [default: {DEFAULT_PEER_SAMPLE:,}]")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="latency added for the bound check")
     parser.add_argument("--latency-sizes", help="sizes to run the latency check at [default: every size >= 100,000]")
+    parser.add_argument(
+        "--pairs", type=int, default=1, help="run the 0 ms exporter and bare client steps this many times in turn [1]"
+    )
     parser.add_argument("--profile", action="store_true", help="also cProfile a full export at the largest size")
     parser.add_argument("--sunday", action="store_true", help="also run benchmarks.sunday and merge its JSON")
     parser.add_argument("--adaptive", action="store_true", help="also run benchmarks.adaptive and merge its JSON")
@@ -827,7 +875,10 @@ def main(argv: list[str] | None = None) -> int:
         PostgresDatabases(postgres_admin_url()).check()
     args.out = args.out.resolve()  # the workers run from the repository root
     args.out.mkdir(parents=True, exist_ok=True)
-    options = Options(args.latency_ms, latency_sizes, peer_sample, max(sizes) if args.profile else None, args.out)
+    if args.pairs < 1:
+        parser.error("--pairs takes 1 or more")
+    profile_size = max(sizes) if args.profile else None
+    options = Options(args.latency_ms, latency_sizes, peer_sample, profile_size, args.out, args.pairs)
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="itam-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
