@@ -871,12 +871,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--latency-sizes must be among the sizes run ({', '.join(map(str, sizes))})")
     else:
         latency_sizes = {n for n in sizes if n >= 100_000} or {max(sizes)}
+    if args.pairs < 1:
+        parser.error("--pairs takes 1 or more")
     if "postgresql" in databases:
         PostgresDatabases(postgres_admin_url()).check()
     args.out = args.out.resolve()  # the workers run from the repository root
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.pairs < 1:
-        parser.error("--pairs takes 1 or more")
     profile_size = max(sizes) if args.profile else None
     options = Options(args.latency_ms, latency_sizes, peer_sample, profile_size, args.out, args.pairs)
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="itam-bench-"))).resolve()
