@@ -54,6 +54,8 @@ def test_quick_benchmark_runs_and_its_figures_add_up(database: str, tmp_path: Pa
     # Two pairs of 0 ms steps, each exporter on the database as prepared; the figures shown are one pair's.
     assert len(entry["pairs"]) == 2
     assert bench.pair_ratios(exporter, bare) in entry["pairs"]
+    # An exporter on a database an earlier pair had exported would first read back that pair's import sets.
+    assert [pair["exporter_api_requests"] for pair in entry["pairs"]] == [exporter["sandbox"]["api_requests"]] * 2
     # The benchmark measures sending and does not wait for the sandbox's transforms (ITAM_EXPORT_READ_BACK_WAIT_SECONDS
     # is 0), so a run may end partially succeeded with records "not confirmed yet", never with failed ones.
     assert exporter["status"] in ("succeeded", "partially_succeeded"), exporter["message"]
@@ -120,12 +122,22 @@ def test_the_figures_shown_are_those_of_the_pair_with_the_median_cpu_ratio() -> 
     the pair whose CPU-per-record ratio is the middle one, never the exporter of one pair beside the bare client of
     another."""
 
-    def step(cpu: float, rate: float) -> dict[str, float]:
-        return {"cpu_seconds_per_100k": cpu, "records_per_second": rate, "load_average_1m": 0.5}
+    def step(cpu: float, rate: float) -> dict[str, object]:
+        return {
+            "cpu_seconds_per_100k": cpu,
+            "records_per_second": rate,
+            "load_average_1m": 0.5,
+            "sandbox": {"api_requests": 13},
+        }
 
     slow = (step(4.5, 15_000), step(1.5, 20_000))  # ratio 3.0
     fast = (step(2.0, 30_000), step(1.0, 40_000))  # ratio 2.0
     loaded = (step(8.0, 9_000), step(2.0, 10_000))  # ratio 4.0
     assert bench.median_pair([fast, loaded, slow]) is slow  # neither the first, the middle nor the last given
     assert bench.median_pair([fast]) is fast
-    assert bench.pair_ratios(*fast) == {"cpu_per_record": 2.0, "throughput": 0.75, "load_average_1m": 0.5}
+    assert bench.pair_ratios(*fast) == {
+        "cpu_per_record": 2.0,
+        "throughput": 0.75,
+        "load_average_1m": 0.5,
+        "exporter_api_requests": 13,
+    }
