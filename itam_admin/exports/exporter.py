@@ -19,7 +19,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -172,8 +172,10 @@ class Exporter:
             dt.data_type: list(dt.import_set_ids or []) for dt in run.data_types
         }
         self.ledgers = {data_type: Ledger(run.tenant_id, run.instance_url, data_type) for data_type in self.counts}
-        # Ledger rows of accepted records not written yet (source id, content hash, import set id): see remember().
+        # Ledger rows of accepted records not written yet (source id, content hash, import set id), and their import
+        # sets (import set id, run id, batch number, record count, sent at): see remember().
         self.unwritten: dict[str, list[tuple[str, str, str]]] = {data_type: [] for data_type in self.counts}
+        self.unwritten_sets: dict[str, list[tuple[str, int, int, int, datetime]]] = {dt: [] for dt in self.counts}
         self.written: Counter[str] = Counter()  # ledger rows written per data type
         # Read back: ServiceNow's counts of this run's import sets, when each data type's plan began, the last error
         # of a read, and data types where a rejection found after planning means the run is not complete.
@@ -319,18 +321,23 @@ class Exporter:
         and read_back confirms or rejects it. The ledger's rows are written in one statement for many import sets,
         at the latest in the transaction that records the import sets as pending (write_ledger)."""
         data_type = outcome.batch.data_type
-        ledger, unwritten = self.ledgers[data_type], self.unwritten[data_type]
+        unwritten, sets, now = self.unwritten[data_type], self.unwritten_sets[data_type], utcnow()
         for import_set_id, items in outcome.pieces():
             unwritten.extend([(item.source_id, item.content_hash, import_set_id) for item in items])
-            ledger.add_pending(import_set_id, self.run.id, outcome.batch.number, len(items))
+            sets.append((import_set_id, self.run.id, outcome.batch.number, len(items), now))
         if len(unwritten) >= LEDGER_ROWS_PER_WRITE:
             self.write_ledger()
 
     def write_ledger(self) -> None:
+        """Write the ledger rows and import sets remember() holds: before every commit (save_progress) and before
+        anything reads the import sets awaited (settle)."""
         for data_type, unwritten in self.unwritten.items():
-            self.ledgers[data_type].sent(unwritten)
+            ledger, sets = self.ledgers[data_type], self.unwritten_sets[data_type]
+            ledger.sent(unwritten)
+            ledger.add_pending_sets(sets)
             self.written[data_type] += len(unwritten)
             unwritten.clear()
+            sets.clear()
 
     def save_progress(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -384,6 +391,7 @@ class Exporter:
         """One read of the data type's awaited import sets, applied to the ledger and the counts; returns how many
         import sets are still awaited."""
         entry = registry_entry(data_type)
+        self.write_ledger()  # the import sets it reads include every one accepted so far
         reading = confirm.settle(self.client, self.ledgers[data_type], entry.staging_table, entry.field_names, utcnow())
         own = set(self.import_set_ids[data_type])
         self.results[data_type].update({set_id: c for set_id, c in reading.results.items() if set_id in own})

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Row, ScalarSelect, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from itam_admin.db import db, in_chunks, unindexed, utcnow
+from itam_admin.db import db, in_chunks, unindexed
 from itam_admin.exports.models import ExportLedger, ExportWatermark, PendingImportSet, SentRecord
 
 log = logging.getLogger("itam_admin.exports")
@@ -286,18 +286,26 @@ class Ledger:
 
     # ---- import sets awaiting their results --------------------------------------------------------------------
 
-    def add_pending(self, import_set_id: str, run_id: int, batch_number: int, record_count: int) -> None:
-        db.session.add(
-            PendingImportSet(
-                tenant_id=self.tenant_id,
-                instance_key=self.key,
-                data_type=self.data_type,
-                import_set_id=import_set_id,
-                run_id=run_id,
-                batch_number=batch_number,
-                record_count=record_count,
-                sent_at=utcnow(),
-            )
+    def add_pending_sets(self, import_sets: list[tuple[str, int, int, int, datetime]]) -> None:
+        """Record these import sets (import set id, run id, batch number, record count, sent at) as awaiting their
+        results, in the order given (pending() lists them so). One Core statement for many rather than a mapped object
+        each: the exporter writes the import sets of many batches with their ledger rows (issue #15)."""
+        if not import_sets:
+            return
+        owner = {"tenant_id": self.tenant_id, "instance_key": self.key, "data_type": self.data_type}
+        db.session.connection().execute(
+            insert(PendingImportSet.__table__),
+            [
+                {
+                    **owner,
+                    "import_set_id": import_set_id,
+                    "run_id": run_id,
+                    "batch_number": batch_number,
+                    "record_count": record_count,
+                    "sent_at": sent_at,
+                }
+                for import_set_id, run_id, batch_number, record_count, sent_at in import_sets
+            ],
         )
 
     def pending(self) -> list[Row]:

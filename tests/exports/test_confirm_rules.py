@@ -18,7 +18,7 @@ from sqlalchemy import event, select
 from itam_admin.db import db, utcnow
 from itam_admin.exports import confirm, planner
 from itam_admin.exports.ledger import REJECTED, RETIRING, Ledger
-from itam_admin.exports.models import PendingImportSet, SentRecord
+from itam_admin.exports.models import SentRecord
 from itam_admin.servicenow.client import ImportSetRunCounts, StagingRow
 from tests.exports.conftest import in_set
 
@@ -56,10 +56,7 @@ def ledger(app):
 
 def send(ledger: Ledger, hashes: dict[str, str], set_id: str = SET, sent_at=None) -> None:
     ledger.sent(in_set(set_id, list(hashes.items())))
-    ledger.add_pending(set_id, run_id=1, batch_number=1, record_count=len(hashes))
-    db.session.flush()
-    if sent_at is not None:
-        db.session.execute(PendingImportSet.__table__.update().values(sent_at=sent_at))
+    ledger.add_pending_sets([(set_id, 1, 1, len(hashes), sent_at or utcnow())])
 
 
 def state(ledger: Ledger) -> dict[str, tuple[str, str | None]]:

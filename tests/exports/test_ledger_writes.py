@@ -73,3 +73,39 @@ def test_every_commit_of_an_export_holds_the_ledger_rows_of_every_import_set_it_
     assert all(awaiting == pending for awaiting, pending in seen), [pair for pair in seen if pair[0] != pair[1]]
     in_between = {pending for _, pending in seen if 0 < pending < 400}
     assert len(in_between) >= 3  # commits in the middle of the export were checked, not only the first and last
+
+
+def test_a_read_back_finds_the_import_sets_accepted_since_the_last_ledger_write(
+    app, sandbox, configure_tenant, inventory
+):
+    """The exporter holds the import sets of accepted batches, like their ledger rows, until its next write (one
+    statement for many; issue #15). A read back in between must still find every one of them: an import set it
+    missed would leave its records unconfirmed although ServiceNow wrote them."""
+    from itam_admin.datatypes import data_type as registry_entry
+    from itam_admin.exports import planner
+    from itam_admin.exports.exporter import Batch, Exporter, send_batch
+    from itam_admin.exports.runs import create_run
+    from itam_admin.inventory.source import SqlInventorySource
+    from itam_admin.plugin import current_plugin
+    from itam_admin.tenant_client import client_for
+    from tests.exports.conftest import ACME_ADMIN
+
+    inventory(computers=6, installs=0, contracts=0)
+    configure_tenant(types=("hardware_inventory",))
+    data_type = "hardware_inventory"
+    with app.app_context():
+        run = create_run("acme", "manual", ACME_ADMIN, True)
+        client = client_for("acme")
+        try:
+            exporter = Exporter(run, client, SqlInventorySource(), current_plugin().config)
+            items = list(planner.Plan("acme", run.instance_url, data_type, SqlInventorySource(), True))
+            staging_table = registry_entry(data_type).staging_table
+            for number, part in enumerate((items[:3], items[3:]), start=1):
+                exporter.record(send_batch(client, staging_table, Batch(data_type, number, part), 10**6))
+            assert sandbox.wait_idle(), "the sandbox did not transform the two import sets"
+            exporter.settle(data_type)
+        finally:
+            client.close()
+        tally = exporter.tally[data_type]
+        assert (tally["sent"], tally["confirmed"], tally["unconfirmed"]) == (6, 6, 0)
+        assert exporter.ledgers[data_type].pending() == []
