@@ -175,7 +175,9 @@ class Exporter:
         # Ledger rows of accepted records not written yet (source id, content hash, import set id), and their import
         # sets (import set id, run id, batch number, record count, sent at): see remember().
         self.unwritten: dict[str, list[tuple[str, str, str]]] = {data_type: [] for data_type in self.counts}
-        self.unwritten_sets: dict[str, list[tuple[str, int, int, int, datetime]]] = {dt: [] for dt in self.counts}
+        self.unwritten_sets: dict[str, list[tuple[str, int, int, int, datetime]]] = {
+            data_type: [] for data_type in self.counts
+        }
         self.written: Counter[str] = Counter()  # ledger rows written per data type
         # Read back: ServiceNow's counts of this run's import sets, when each data type's plan began, the last error
         # of a read, and data types where a rejection found after planning means the run is not complete.
@@ -318,8 +320,8 @@ class Exporter:
 
     def remember(self, outcome: BatchOutcome) -> None:
         """Record what ServiceNow accepted as awaiting its transform: the planner does not send it again meanwhile,
-        and read_back confirms or rejects it. The ledger's rows are written in one statement for many import sets,
-        at the latest in the transaction that records the import sets as pending (write_ledger)."""
+        and read_back confirms or rejects it. The ledger rows and their import sets are held together and written by
+        write_ledger, for many import sets at once."""
         data_type = outcome.batch.data_type
         unwritten, sets, now = self.unwritten[data_type], self.unwritten_sets[data_type], utcnow()
         for import_set_id, items in outcome.pieces():
@@ -329,8 +331,8 @@ class Exporter:
             self.write_ledger()
 
     def write_ledger(self) -> None:
-        """Write the ledger rows and import sets remember() holds: before every commit (save_progress) and before
-        anything reads the import sets awaited (settle)."""
+        """Write the ledger rows and import sets remember() holds: once LEDGER_ROWS_PER_WRITE rows wait (remember),
+        before every commit (save_progress) and before every read of the import sets awaited (settle)."""
         for data_type, unwritten in self.unwritten.items():
             ledger, sets = self.ledgers[data_type], self.unwritten_sets[data_type]
             ledger.sent(unwritten)

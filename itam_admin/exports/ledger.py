@@ -317,7 +317,8 @@ class Ledger:
             .where(*self._of(table))
             .order_by(table.id)
         )
-        return list(db.session.execute(query).all())  # the session's: flushes import sets added just before
+        # Import sets an exporter holds are not here until its write_ledger, which runs before any read back.
+        return list(db.session.execute(query).all())
 
     def settled(self, import_set_ids: list[str]) -> None:
         """These import sets' results are read and applied (or given up): they are no longer awaited."""

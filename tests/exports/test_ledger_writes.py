@@ -102,6 +102,7 @@ def test_a_read_back_finds_the_import_sets_accepted_since_the_last_ledger_write(
             staging_table = registry_entry(data_type).staging_table
             for number, part in enumerate((items[:3], items[3:]), start=1):
                 exporter.record(send_batch(client, staging_table, Batch(data_type, number, part), 10**6))
+            assert len(exporter.unwritten_sets[data_type]) == 2  # held, not written yet: what this test is about
             assert sandbox.wait_idle(), "the sandbox did not transform the two import sets"
             exporter.settle(data_type)
         finally:
