@@ -49,7 +49,7 @@ IDS_PER_QUERY = 50  # import set ids in one staging-row query (besides its state
 # trips (issue #15).
 SETS_PER_RESULTS_READ = 100
 FEWEST_SETS_PER_RESULTS_READ = 50
-READS_AT_ONCE = 4  # import set result reads in flight at once
+READS_AT_ONCE = 4  # import set result reads in flight at once, unless a pacer holds them to its limit
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 _SYS_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_.]{0,79}")  # dot-walked names (user.user_name) included
@@ -203,13 +203,27 @@ class ServiceNowClient:
         self._sets_per_results_read = SETS_PER_RESULTS_READ  # fewer once the instance refused a read as too long
         self._sessions: list[requests.Session] = []
         self._generation = 0
-        # Requests in flight to this instance, adapted to what it takes (an export sets one; None: no limit).
-        self.pacer: AdaptiveConcurrency | None = None
+        self._pacer: AdaptiveConcurrency | None = None
         self._read_pool: ThreadPoolExecutor | None = None
 
     @property
     def host(self) -> str:
         return self.creds.host
+
+    @property
+    def pacer(self) -> AdaptiveConcurrency | None:
+        """Requests in flight to this instance, adapted to what it takes (an export sets one; None: no limit)."""
+        return self._pacer
+
+    @pacer.setter
+    def pacer(self, pacer: AdaptiveConcurrency | None) -> None:
+        # The reader threads made before (proving the connection) were as many as READS_AT_ONCE; the next read
+        # makes as many as the new pacer allows (see _readers).
+        with self._guard:
+            self._pacer = pacer
+            pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     # ---- public API ------------------------------------------------------------------------------------------
 
@@ -477,10 +491,13 @@ class ServiceNowClient:
         return self._readers().submit(run)
 
     def _readers(self) -> ThreadPoolExecutor:
-        """The client's few reader threads (each with its keep-alive session), made on first use."""
+        """The client's reader threads (each with its keep-alive session), made on first use: READS_AT_ONCE, or as
+        many as an export's pacer allows in flight, whose limit then decides how many read at once (a big export's
+        read-back is a round trip fewer for every READS_AT_ONCE reads the instance has room for)."""
         with self._guard:
             if self._read_pool is None:
-                self._read_pool = ThreadPoolExecutor(max_workers=READS_AT_ONCE, thread_name_prefix="itam-read")
+                readers = max(READS_AT_ONCE, self._pacer.ceiling) if self._pacer is not None else READS_AT_ONCE
+                self._read_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="itam-read")
             return self._read_pool
 
     def close(self) -> None:

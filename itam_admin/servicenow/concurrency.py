@@ -6,14 +6,17 @@ its queue, so their latency rises, and once the queue is full it answers 429 wit
 KB0635398, KB1297438). A rate limit rule answers 429 with Retry-After and X-RateLimit-Reset instead (Inbound REST
 API rate limiting, ServiceNow docs). So the limit
 
-* starts at 2 and grows by one per request answered while it is below the ceiling (slow start) until the first
-  sign of congestion, then by one per `limit` requests answered (additive increase);
+* starts at 4, what one node's API_INT pool handles at once by default ("The APIINT pool typically has 4 threads
+  per node and a 50 transaction queue limit", ServiceNow docs, Semaphores performance metrics), and grows by one
+  per request answered while it is below the ceiling (slow start) until the first sign of congestion, then by one
+  per `limit` requests answered (additive increase);
 * stops growing when the latency of full-size requests says requests queue at the instance: the queue estimate
   `limit x (1 - base latency / recent latency)` (TCP Vegas; base latency = the lowest seen) above
   `beta = max(3, 4 log10 limit)` shrinks the limit by one, below `alpha = max(2, 2 log10 limit)` lets it grow;
 * on a 429 without Retry-After (a full queue) falls to one fewer than the requests in flight when the refused one
-  was sent; on a 5xx, a timeout or a dropped connection to three quarters of them; the level that failed is not
-  probed again before `PROBE_AFTER` requests were answered;
+  was sent, and takes what is in flight when it is refused as the level that failed (requests sent at once may
+  arrive in another order than they took their slots); on a 5xx, a timeout or a dropped connection to three
+  quarters of them; the level that failed is not probed again before `PROBE_AFTER` requests were answered;
 * on a 429 with Retry-After (a rate limit rule), holds every sender until then without changing the limit: the
   instance has room, the user's hourly allowance is spent.
 
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 
-START = 2
+START = 4  # see the module docstring
 PROBE_AFTER = 200  # requests answered before a level that failed is tried again
 RECENT = 8  # full-size requests in the recent latency (a moving median)
 CONGESTION_KINDS = frozenset({ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION_DROPPED})
@@ -99,7 +102,10 @@ class AdaptiveConcurrency:
             elif error.kind is ErrorKind.RATE_LIMITED and error.retry_after:
                 self._hold_until = max(self._hold_until, self.clock() + float(error.retry_after))
             elif error.kind is ErrorKind.RATE_LIMITED:
-                self._congested(slot, slot.in_flight - 1)  # a full queue: the instance took one fewer than this
+                # A full queue: the instance took one fewer than this. Requests sent at nearly the same moment may
+                # reach it in another order than they took their slots, so the refused one may have taken the 8th
+                # slot and arrived as the 9th: the level that failed is what is in flight now, this one included.
+                self._congested(slot, slot.in_flight - 1, failed=max(slot.in_flight, self.in_flight + 1))
             elif error.kind in CONGESTION_KINDS:
                 self._congested(slot, math.floor(slot.in_flight * 0.75))
             self._cond.notify_all()
@@ -146,12 +152,14 @@ class AdaptiveConcurrency:
             return 0.0
         return max(0.0, self.limit * (1 - self.base_latency / recent))
 
-    def _congested(self, slot: Slot, level: int) -> None:
+    def _congested(self, slot: Slot, level: int, failed: int | None = None) -> None:
+        """Cut the limit to `level`; `failed` (the slot's in-flight count unless given) is not probed again for a
+        while."""
         self.slow_start = False
         self._answered_since_failure = 0
         if slot.generation != self._generation:
             return  # sent before the last decrease: that decrease already answered this congestion
-        self._failed_level = slot.in_flight
+        self._failed_level = slot.in_flight if failed is None else failed
         self._set_limit(min(self.limit, max(1.0, float(level))))
         self._generation += 1
         self._recent.clear()

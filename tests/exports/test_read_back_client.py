@@ -14,6 +14,7 @@ import json
 import pytest
 
 from itam_admin.servicenow import client as client_module
+from itam_admin.servicenow.concurrency import AdaptiveConcurrency
 from itam_admin.servicenow.errors import ErrorKind, ServiceNowError
 from itam_admin.tenant_client import client_for
 
@@ -112,3 +113,23 @@ def test_import_set_results_of_many_import_sets_are_read_several_at_once_and_add
     assert all(r.inserts + r.updates + r.ignored == 2 for r in results.values()), results
     peak = sandbox.faults.capacity.snapshot()["peak_inside"]
     assert peak > 1, "the five reads went one after another"
+
+
+def test_with_an_exports_pacer_the_reads_go_as_many_at_once_as_its_limit(monkeypatch, servicenow, sandbox):
+    """An export's read-back reads go through its pacer, which holds them to the requests in flight the instance
+    takes; more reader threads than READS_AT_ONCE then save round trips (issue #15: at 300 ms a request, five reads
+    were two rounds)."""
+    monkeypatch.setattr(servicenow, "_sets_per_results_read", 1)
+    ids = [servicenow.insert_multiple(HARDWARE, body([computer(n)])) for n in range(9)]
+    assert sandbox.wait_idle(20)
+    assert len(servicenow.import_set_results([i.import_set_id for i in ids])) == 9  # readers made before the pacer,
+    pacer = AdaptiveConcurrency(8)  # as when a run proves its connection
+    pacer.limit = 8.0
+    servicenow.pacer = pacer
+    sandbox.faults.set_capacity(concurrent=16, service_ms=600)
+
+    results = servicenow.import_set_results([i.import_set_id for i in ids])
+
+    assert len(results) == 9
+    peak = sandbox.faults.capacity.snapshot()["peak_inside"]
+    assert client_module.READS_AT_ONCE < peak <= 8, peak
