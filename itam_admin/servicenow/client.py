@@ -491,9 +491,9 @@ class ServiceNowClient:
         return self._readers().submit(run)
 
     def _readers(self) -> ThreadPoolExecutor:
-        """The client's reader threads (each with its keep-alive session), made on first use: READS_AT_ONCE, or as
-        many as an export's pacer allows in flight, whose limit then decides how many read at once (a big export's
-        read-back is a round trip fewer for every READS_AT_ONCE reads the instance has room for)."""
+        """The client's reader threads (each with its keep-alive session), made on first use: READS_AT_ONCE, or,
+        with an export's pacer, as many as its ceiling, so that the pacer's limit decides how many read at once (a
+        big export's read-back then takes fewer round trips where the instance has room)."""
         with self._guard:
             if self._read_pool is None:
                 readers = max(READS_AT_ONCE, self._pacer.ceiling) if self._pacer is not None else READS_AT_ONCE

@@ -122,8 +122,9 @@ def test_with_an_exports_pacer_the_reads_go_as_many_at_once_as_its_limit(monkeyp
     monkeypatch.setattr(servicenow, "_sets_per_results_read", 1)
     ids = [servicenow.insert_multiple(HARDWARE, body([computer(n)])) for n in range(9)]
     assert sandbox.wait_idle(20)
-    assert len(servicenow.import_set_results([i.import_set_id for i in ids])) == 9  # readers made before the pacer,
-    pacer = AdaptiveConcurrency(8)  # as when a run proves its connection
+    # A read before the pacer is set makes READS_AT_ONCE reader threads, as proving a run's connection does.
+    assert len(servicenow.import_set_results([i.import_set_id for i in ids])) == 9
+    pacer = AdaptiveConcurrency(8)
     pacer.limit = 8.0
     servicenow.pacer = pacer
     sandbox.faults.set_capacity(concurrent=16, service_ms=600)
